@@ -1,0 +1,46 @@
+# Every target sets up what it needs (Debian packages, the venv) itself: see tools/setup_env.sh.
+SHELL := /bin/bash
+PY := .venv/bin/python
+OUT ?= demo-output
+export MPLBACKEND ?= Agg
+
+.PHONY: setup demo test test-fast bench lint screenshots train clean
+
+setup:
+	@bash tools/setup_env.sh
+
+# The main job: napari on the embedded synthetic case with the demo models; with no display,
+# the same analysis headless, writing its outputs to $(OUT)/.
+demo: setup
+	@if [ -n "$$DISPLAY" ] || [ -n "$$WAYLAND_DISPLAY" ]; then \
+		$(PY) -m napari_breastmri.cli view --demo; \
+	else \
+		echo "No display: running the same analysis headless into $(OUT)/"; \
+		$(PY) -m napari_breastmri.cli analyze --demo --out $(OUT); \
+	fi
+
+# The whole suite: lint, import contracts, unit, integration, peers, and GUI tests in a real
+# window under Xvfb. Fails on any failure and when no test ran (pytest exits 5).
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+bench: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.benchmarks.run_all --out docs/benchmarks.md
+
+screenshots: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.gui.screenshots --out docs/images
+
+train: setup
+	$(PY) -m napari_breastmri.cli train --all --out napari_breastmri/models/weights
+
+clean:
+	rm -rf $(OUT) .pytest_cache
