@@ -10,10 +10,11 @@ from napari_breastmri.errors import InconsistentGeometry
 
 
 def oblique_affine() -> np.ndarray:
-    """An oblique sagittal-ish grid: rotated 20 degrees, anisotropic spacing, offset origin."""
-    a = np.deg2rad(20)
-    row = np.array([0.0, np.cos(a), np.sin(a)])  # x direction
-    col = np.array([0.0, -np.sin(a), np.cos(a)]) * -1  # y direction
+    """An oblique grid: tilted about two axes, anisotropic spacing, offset origin."""
+    a, b = np.deg2rad(20), np.deg2rad(15)
+    row = np.array([np.sin(b), np.cos(b) * np.cos(a), np.cos(b) * np.sin(a)])  # x direction
+    col = np.cross(row, [1.0, 0.0, 0.0])
+    col /= np.linalg.norm(col)  # y direction, orthogonal to row
     normal = np.cross(row, col)
     return g.affine_from_dicom([*row, *col], [-80.0, 12.5, 30.0], [0.7, 0.8], normal * 2.5)
 
