@@ -1,1 +1,32 @@
-"""See the package docstring."""
+"""Kinetics of breast DCE-MRI: forward physics, quantitative fits, maps on the study grid.
+
+Why one package: the phantom generates images with the same forward model that the fits invert,
+and the viewer, report and explain code read the same maps. Everything is vectorised numpy on
+the study grid ((phase, z, y, x) float32), importable with no GUI and no torch.
+"""
+
+from .physics import (
+    DEFAULT_HCT,
+    PARKER,
+    cumulative_integral,
+    exp_conv,
+    parker_aif,
+    parker_aif_plasma,
+    patlak_concentration,
+    signal_to_concentration,
+    spgr_signal,
+    tofts_concentration,
+)
+
+__all__ = [
+    "DEFAULT_HCT",
+    "PARKER",
+    "cumulative_integral",
+    "exp_conv",
+    "parker_aif",
+    "parker_aif_plasma",
+    "patlak_concentration",
+    "signal_to_concentration",
+    "spgr_signal",
+    "tofts_concentration",
+]
