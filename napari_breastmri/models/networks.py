@@ -1,0 +1,119 @@
+"""Small 3D networks for the shipped demo packages (trained here, on the synthetic phantom).
+
+Why our own tiny networks instead of a stock MONAI UNet: the demos must train on a shared
+2-core CPU in minutes and ship in a few megabytes, and every network must name a clear layer for
+CAM (the last convolutional block) that the explanation code can hook. Any MONAI network can
+still be named in a user's card; these are just the ones the demo cards point at:
+
+* :class:`LesionUNet` - lesion segmentation (one sigmoid channel; detection = its connected
+  components). CAM layer: ``dec1`` (last decoder block, full resolution).
+* :class:`CaseClassifier` - case-level classification (subtype, pCR, lymph node, screening).
+  Dropout in the head gives MC-dropout uncertainty; a ``temperature`` buffer (fitted on a
+  validation split) divides the logits so the softmax is calibrated without any card-side logic.
+  CAM layer: ``block4`` (last convolutional block).
+
+This module is exempt from the no-torch-at-import rule (it only exists to define torch modules);
+import it lazily from the rest of the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3x3 convolutions with instance norm and leaky ReLU (nnU-Net's basic block)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+            nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+class LesionUNet(nn.Module):
+    """A tiny 3D U-Net: 4 levels, stride-2 pooling, trilinear upsampling, additive-free concat skips.
+
+    Input (B, C, z, y, x) with z, y, x divisible by 8; output (B, out_channels, z, y, x) logits.
+    ``dropout`` > 0 puts channel dropout at the bottleneck (usable for MC-dropout).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        features: Sequence[int] = (8, 16, 32, 64),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        f1, f2, f3, f4 = (int(f) for f in features)
+        self.enc1 = ConvBlock(in_channels, f1)
+        self.enc2 = ConvBlock(f1, f2)
+        self.enc3 = ConvBlock(f2, f3)
+        self.bottleneck = ConvBlock(f3, f4)
+        self.drop = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
+        self.pool = nn.MaxPool3d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False)
+        self.dec3 = ConvBlock(f4 + f3, f3)
+        self.dec2 = ConvBlock(f3 + f2, f2)
+        self.dec1 = ConvBlock(f2 + f1, f1)
+        self.head = nn.Conv3d(f1, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        b = self.drop(self.bottleneck(self.pool(e3)))
+        d3 = self.dec3(torch.cat([self.up(b), e3], dim=1))
+        d2 = self.dec2(torch.cat([self.up(d3), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up(d2), e1], dim=1))
+        return self.head(d1)
+
+
+class CaseClassifier(nn.Module):
+    """A small 3D CNN for a case-level label: 4 conv blocks, global avg+max pooling, dropout, linear.
+
+    The logits are divided by the ``temperature`` buffer (1.0 until temperature scaling sets it),
+    so a saved state dict carries its own calibration.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        n_classes: int = 2,
+        features: Sequence[int] = (8, 16, 32, 32),
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        f1, f2, f3, f4 = (int(f) for f in features)
+        self.block1 = ConvBlock(in_channels, f1)
+        self.block2 = ConvBlock(f1, f2)
+        self.block3 = ConvBlock(f2, f3)
+        self.block4 = ConvBlock(f3, f4)
+        self.pool = nn.MaxPool3d(2)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * f4, n_classes)
+        self.register_buffer("temperature", torch.ones(1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's activation map (what CAM hooks)."""
+        x = self.pool(self.block1(x))
+        x = self.pool(self.block2(x))
+        x = self.pool(self.block3(x))
+        return self.block4(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (what training optimises)."""
+        f = self.features(x)
+        pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
+        return self.fc(self.dropout(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x) / self.temperature
