@@ -5,6 +5,7 @@ and the viewer, report and explain code read the same maps. Everything is vector
 the study grid ((phase, z, y, x) float32), importable with no GUI and no torch.
 """
 
+from .fit import TOFTS_BOUNDS, fit_patlak, fit_tofts
 from .physics import (
     DEFAULT_HCT,
     PARKER,
@@ -21,8 +22,11 @@ from .physics import (
 __all__ = [
     "DEFAULT_HCT",
     "PARKER",
+    "TOFTS_BOUNDS",
     "cumulative_integral",
     "exp_conv",
+    "fit_patlak",
+    "fit_tofts",
     "parker_aif",
     "parker_aif_plasma",
     "patlak_concentration",
