@@ -24,6 +24,22 @@ class InconsistentGeometry(BreastMRIError):
     """Slices or phases do not form one regular grid (spacing, orientation, duplicates)."""
 
 
+class MissingGeometry(InconsistentGeometry):
+    """Image files lack the tags that place them in space (position, orientation, pixel size)."""
+
+
+class MissingSlices(InconsistentGeometry):
+    """A series has gaps: some slice positions of an otherwise regular stack are absent."""
+
+
+class UnequalSpacing(InconsistentGeometry):
+    """Slices are not equally spaced, so they do not form one voxel grid."""
+
+
+class DuplicatePositions(InconsistentGeometry):
+    """Several different images sit at the same position and nothing tells them apart."""
+
+
 class MissingPhases(BreastMRIError):
     """The study lacks phases a computation or a model needs (e.g. no post-contrast phase)."""
 
