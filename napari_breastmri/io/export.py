@@ -86,25 +86,22 @@ def _lesion_model(findings: Findings, lesion: Lesion) -> tuple[str, str]:
         if who.startswith("model:"):
             name, _, version = who[len("model:") :].partition("@")
             return name, version
-    if lesion.source and lesion.source != "human":
-        name = lesion.source.removeprefix("model:")
-        name, _, version = name.partition("@")
-        for run in findings.models:
-            if run.name == name:
-                return name, version or run.version
-        return name, version
+    runs = {run.name: run for run in findings.models}
+    name, _, version = lesion.source.removeprefix("model:").partition("@")
+    if lesion.source.startswith("model:") or name in runs:
+        return name, version or (runs[name].version if name in runs else "")
     return "", ""
 
 
 def _lesion_description(findings: Findings, lesion: Lesion) -> str:
-    parts = [f"lesion {lesion.id}", lesion.status]
+    """A short human text (DICOM LO, 64 chars): curve, volume, score, status, who proposed it."""
+    name, version = _lesion_model(findings, lesion)
+    parts = []
     if lesion.curve_type:
-        parts.append(f"{lesion.curve_type} curve")
+        parts.append(lesion.curve_type)
     if lesion.volume_ml is not None:
         parts.append(f"{lesion.volume_ml:.2f} ml")
-    parts.append(f"score {lesion.score:.2f}")
-    name, version = _lesion_model(findings, lesion)
-    parts.append(f"by {name} {version}".strip() if name else "by a reader")
+    parts += [f"score {lesion.score:.2f}", lesion.status, f"{name} {version}".strip() if name else "reader"]
     return ", ".join(parts)
 
 
@@ -755,3 +752,73 @@ def export_findings(
                 result[fmt] = export_sr(study, findings, out, source=source, seg_path=seg_path)
     yield Progress("export", 1.0, f"wrote {sum(len(v) for v in result.values())} files")
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth as findings (phantom cases): export it, report it, score models against it
+# --------------------------------------------------------------------------------------------
+
+
+def _truth_from_meta(study: Study) -> tuple[dict | None, np.ndarray | None]:
+    """The phantom truth (dict) and label mask recorded with a loaded case, when there is one."""
+    import json
+
+    truth = study.meta.get("truth")
+    mask = study.meta.get("label_mask")
+    path = study.meta.get("truth_path")
+    if truth is None and path and Path(path).is_file():
+        truth = json.loads(Path(path).read_text(encoding="utf-8"))
+    if mask is None and path:
+        folder = Path(path).parent
+        for name in ("label_mask.nii.gz", "labels.nii.gz", "mask.nii.gz", "truth_mask.nii.gz"):
+            if (folder / name).is_file():
+                from .nifti import load_volume
+
+                mask = load_volume(folder / name)[0]
+                break
+    return truth, None if mask is None else np.asarray(mask)
+
+
+def findings_from_truth(
+    study: Study, truth: dict | None = None, label_mask: np.ndarray | None = None
+) -> Findings:
+    """Findings that say exactly what the phantom's truth says (status "accepted", by "truth").
+
+    Used to export a phantom's ground truth as SEG/SR, and by tests that need findings before
+    a model has run.
+    """
+    if truth is None or label_mask is None:
+        meta_truth, meta_mask = _truth_from_meta(study)
+        truth = truth if truth is not None else meta_truth
+        label_mask = label_mask if label_mask is not None else meta_mask
+    if truth is None:
+        raise ExportError(
+            f"The case {study.source or '(in memory)'} has no ground truth (truth.json); "
+            "analyse it with a model instead of --from-truth."
+        )
+    voxel_ml = study.voxel_volume_ml
+    lesions = []
+    for item in truth.get("lesions", []):
+        lid = int(item["id"])
+        label = lid if label_mask is not None and np.any(label_mask == lid) else 0
+        volume = item.get("volume_ml")
+        if volume is None and label:
+            volume = float(np.count_nonzero(label_mask == lid) * voxel_ml)
+        lesions.append(
+            Lesion(
+                id=lid,
+                bbox=[int(v) for v in item["bbox"]],
+                score=1.0,
+                label=label,
+                volume_ml=None if volume is None else float(volume),
+                curve_type=item.get("curve_type"),
+                status="accepted",
+                source="truth",
+                provenance=[{"who": "human", "what": "phantom ground truth", "when": ""}],
+                extra={k: item[k] for k in ("type", "malignant") if k in item},
+            )
+        )
+    mask = None if label_mask is None else np.asarray(label_mask).astype(np.int16)
+    return Findings(
+        shape=study.shape, affine=study.affine, lesions=lesions, label_mask=mask, study_uid=study.study_uid
+    )

@@ -1,0 +1,98 @@
+"""``breastmri export``: findings to NIfTI, DICOM SEG/SR, a Duke box CSV or findings.json.
+
+The input is either a findings folder (what ``breastmri analyze`` writes: findings.json with the
+label mask beside it) or a case (anything :func:`napari_breastmri.io.load_study` reads), in which
+case the findings come from the case's phantom truth (``--from-truth``) or from running the
+installed models. SEG and SR need the source study for its DICOM; a findings folder names it in
+findings.json (``study_source``) or the user gives ``--study``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import progress
+from ..errors import ExportError
+from ..types import Findings, Study
+from .export import FORMATS, export_findings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="findings folder (with findings.json) or a case to analyse")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=[*FORMATS, "all"],
+        help="format to write (repeatable; default: all)",
+    )
+    parser.add_argument("--out", required=True, help="folder to write into")
+    parser.add_argument(
+        "--study", help="the source study (DICOM folder ...) when SOURCE is a findings folder"
+    )
+    parser.add_argument("--from-truth", action="store_true", help="export a phantom case's ground truth")
+    parser.add_argument("--case-id", default="", help="Patient ID column of the CSV (default: the case id)")
+
+
+def load_findings_dir(folder: str | Path) -> tuple[Findings, dict]:
+    """Findings (with label mask and heatmap arrays) from a folder holding findings.json."""
+    from .findings_json import findings_from_dict
+    from .nifti import load_volume
+
+    folder = Path(folder)
+    doc = json.loads((folder / "findings.json").read_text(encoding="utf-8"))
+    findings = findings_from_dict(doc)
+    mask_name = doc.get("label_mask_file") or "label_mask.nii.gz"
+    if (folder / mask_name).is_file():
+        mask, _ = load_volume(folder / mask_name)
+        findings.label_mask = np.asarray(mask).astype(np.int16)
+    for hm in findings.heatmaps:
+        if hm.file and (folder / hm.file).is_file():
+            hm.data, hm.affine = load_volume(folder / hm.file)
+    return findings, doc
+
+
+def _findings_for_case(study: Study, from_truth: bool) -> Findings:
+    if from_truth:
+        from .export import findings_from_truth
+
+        return findings_from_truth(study)
+    try:
+        from ..inference.pipeline import analyze
+        from ..models.registry import available
+    except ImportError as err:
+        raise ExportError(
+            "The model pipeline is not available, so the case cannot be analysed here; run "
+            "'breastmri analyze' first and export its findings folder, or use --from-truth."
+        ) from err
+    return progress.run(analyze(study, available()), progress.tqdm_printer("analyze"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import load_study
+
+    formats = list(FORMATS) if not args.formats or "all" in args.formats else args.formats
+    src = Path(args.source)
+    study: Study | None = None
+    if (src / "findings.json").is_file():
+        findings, doc = load_findings_dir(src)
+        study_path = args.study or doc.get("study_source")
+        if study_path and {"seg", "sr"} & set(formats):
+            study = load_study(study_path)
+    else:
+        study = load_study(args.study or src)
+        findings = _findings_for_case(study, args.from_truth)
+    files = progress.run(
+        export_findings(study, findings, args.out, formats, case_id=args.case_id),
+        progress.tqdm_printer("export"),
+    )
+    for fmt, paths in files.items():
+        shown = [p for p in paths if "source_dicom" not in p.parts]
+        extra = len(paths) - len(shown)
+        note = f" (+{extra} source DICOM files written for reference)" if extra else ""
+        print(f"{fmt}: {', '.join(str(p) for p in shown)}{note}")
+    return 0
