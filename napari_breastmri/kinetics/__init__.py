@@ -6,6 +6,22 @@ the study grid ((phase, z, y, x) float32), importable with no GUI and no torch.
 """
 
 from .fit import TOFTS_BOUNDS, fit_patlak, fit_tofts
+from .ftv import SER_BIN_COLOURS, SER_BIN_NAMES, SER_BINS, FTVResult, ftv
+from .maps import (
+    CURVE_NAMES,
+    MAP_NAMES,
+    Curve,
+    bolus_arrival,
+    check_study,
+    classify_curves,
+    curve,
+    curve_types,
+    enhancement_maps,
+    mip,
+    phase_indices,
+    subtractions,
+    ultrafast_maps,
+)
 from .physics import (
     DEFAULT_HCT,
     PARKER,
@@ -20,6 +36,24 @@ from .physics import (
 )
 
 __all__ = [
+    "CURVE_NAMES",
+    "MAP_NAMES",
+    "SER_BINS",
+    "SER_BIN_COLOURS",
+    "SER_BIN_NAMES",
+    "Curve",
+    "FTVResult",
+    "bolus_arrival",
+    "check_study",
+    "classify_curves",
+    "curve",
+    "curve_types",
+    "enhancement_maps",
+    "ftv",
+    "mip",
+    "phase_indices",
+    "subtractions",
+    "ultrafast_maps",
     "DEFAULT_HCT",
     "PARKER",
     "TOFTS_BOUNDS",
