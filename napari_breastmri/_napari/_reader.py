@@ -1,0 +1,121 @@
+"""npe2 reader: DICOM folders and files, 4D / per-phase NIfTI, public case layouts -> layers.
+
+The npe2 contract: ``get_reader`` returns None for anything this plugin does not handle (napari
+then asks other readers) and never raises; for a path it does handle it returns a function that
+loads the study with :func:`napari_breastmri.io.load_study` and raises one of our typed errors
+(with a one-sentence message) when the files are broken. Deciding "handled" only peeks at names
+and at most a few file headers, so it is cheap on large folders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._layers import LayerDataTuple, study_layers, truth_layers
+
+PathLike = str | os.PathLike
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
+#: how many files a folder check may look at before giving up (keeps get_reader instant)
+MAX_PEEK = 64
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """True for a DICOM Part 10 file (preamble + "DICM") or a file with a DICOM suffix."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _folder_has_images(folder: Path) -> bool:
+    """A folder we handle holds DICOM or NIfTI files (possibly one or two levels down)."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if Path(root).relative_to(folder).parts.__len__() > 2:
+            dirs[:] = []
+            continue
+        for name in sorted(files):
+            seen += 1
+            if seen > MAX_PEEK:
+                return False
+            path = Path(root) / name
+            if _is_nifti(path) or _is_dicom_file(path):
+                return True
+    return False
+
+
+def handles(path: PathLike | Sequence[PathLike]) -> bool:
+    """Whether this plugin reads ``path`` (a file, a folder, or a list of files)."""
+    if isinstance(path, (list, tuple)):
+        return bool(path) and all(handles(p) for p in path)
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        return _folder_has_images(p)
+    if not p.is_file():
+        return False
+    return _is_nifti(p) or _is_dicom_file(p)
+
+
+def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerDataTuple]] | None:
+    """npe2 reader hook: a reader function for paths we handle, else None (never raises)."""
+    try:
+        return read_study if handles(path) else None
+    except Exception:  # the contract: an unhandled path is never an error
+        return None
+
+
+def read_study(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
+    """Load the study and return its layers: the 4D phases, the first subtraction, and, for a
+    phantom case folder with its ``truth.json`` and mask, the hidden truth layers."""
+    from ..io import load_study
+
+    source: Any = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else os.fspath(path)
+    study = load_study(source)
+    layers = study_layers(study)
+    layers.extend(_truth_for(study, source))
+    return layers
+
+
+def _truth_for(study, source: Any) -> list[LayerDataTuple]:
+    """A phantom case folder carries truth.json (+ a label mask): show it as hidden layers."""
+    import json
+
+    if not isinstance(source, str):
+        return []
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    truth_path = Path(study.meta.get("truth_path", folder / "truth.json"))
+    if not truth_path.is_file():
+        return []
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    mask_path = next(
+        (
+            p
+            for p in (
+                truth_path.parent / n for n in ("label_mask.nii.gz", "truth_mask.nii.gz", "mask.nii.gz")
+            )
+            if p.is_file()
+        ),
+        None,
+    )
+    if mask_path is None:
+        return []
+    try:
+        from ..io.nifti import load_volume
+
+        mask, affine = load_volume(mask_path)
+    except Exception:  # truth is a bonus for phantom cases; a reading problem must not block the study
+        return []
+    return truth_layers(mask.astype("int32"), truth, affine) if mask.shape == study.shape else []

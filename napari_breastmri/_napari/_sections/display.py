@@ -1,0 +1,169 @@
+"""Display section: the hanging protocol (grid or one at a time), phase slider, linked windowing.
+
+Hanging protocol: pre, first post-contrast, first subtraction, its MIP and a kinetic map side by
+side in napari's grid mode. napari's grid shares one camera and one set of sliders, so panning,
+zooming and the slice position are linked across the panels; "linked windowing" also ties the
+window of the pre and post panels (they are on the same signal scale).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider
+
+from .. import _layers
+from ._base import Section
+
+#: the layers of the hanging protocol, in grid order
+PROTOCOL = ("pre", "post1", "sub1", "MIP", "kinetic map")
+
+
+def protocol_tuples(study, kinetic: tuple[str, np.ndarray] | None) -> list[_layers.LayerDataTuple]:
+    """Layer tuples for the hanging protocol (pure). ``kinetic`` is (name, map) or None."""
+
+    pre, post = study.data[0], study.data[1]
+    limits = _layers.contrast_limits(study.data[:2])
+    out = []
+    for name, vol in (("pre", pre), (f"{study.phase_labels[1]}", post)):
+        out.append(
+            (
+                vol,
+                {
+                    "name": f"protocol {name}",
+                    "affine": _layers.napari_affine(study.affine, 3),
+                    "contrast_limits": limits,
+                    "colormap": "gray",
+                    "metadata": _layers._meta("protocol", panel=name),
+                },
+                "image",
+            )
+        )
+    sub = _layers.subtraction_layer(study, 1)
+    sub[1]["name"] = "protocol sub1"
+    sub[1]["visible"] = True
+    sub[1]["metadata"] = _layers._meta("protocol", panel="sub1")
+    out.append(sub)
+    mip = _layers.mip_layer(np.max(study.data[1] - study.data[0], axis=0), study, name="protocol MIP")
+    mip[1]["visible"] = True
+    mip[1]["metadata"] = _layers._meta("protocol", panel="MIP")
+    out.append(mip)
+    if kinetic is not None:
+        kname, kmap = kinetic
+        tup = _layers.kinetic_map_layer(kname, kmap, study.affine)
+        tup[1]["name"] = f"protocol {tup[1]['name']}"
+        tup[1]["opacity"] = 1.0
+        tup[1]["metadata"] = _layers._meta("protocol", panel=kname)
+        out.append(tup)
+    return out
+
+
+class DisplaySection(Section):
+    title = "Display"
+
+    def build(self) -> None:
+        self.buttons(
+            ("Hanging protocol", self.hanging_protocol, "pre | post1 | sub1 | MIP | kinetic map in a grid"),
+            ("One at a time", self.one_at_a_time, "Back to one view: phases with the findings on top"),
+        )
+        row = QHBoxLayout()
+        self.protocol_map = QComboBox()
+        self.protocol_map.addItems(["curve type", "PE", "SER"])
+        self.protocol_map.setToolTip("Which kinetic map fills the protocol's last panel")
+        row.addWidget(QLabel("Kinetic panel:"))
+        row.addWidget(self.protocol_map)
+        self.column.addLayout(row)
+        row = QHBoxLayout()
+        self.phase_slider = QSlider(Qt.Horizontal)
+        self.phase_slider.setToolTip("Page through the phases (same as napari's phase slider)")
+        self.phase_slider.valueChanged.connect(self.set_phase)
+        self.phase_label = QLabel("phase -")
+        row.addWidget(QLabel("Phase"))
+        row.addWidget(self.phase_slider)
+        row.addWidget(self.phase_label)
+        self.column.addLayout(row)
+        self.link_window = QCheckBox("Linked windowing (phases, pre and post panels)")
+        self.link_window.setChecked(True)
+        self.column.addWidget(self.link_window)
+        self._linking = False
+        self.state.study_changed.connect(self._on_study)
+        self.viewer.dims.events.current_step.connect(self._on_dims)
+
+    # ----- phases ---------------------------------------------------------------------------
+    def _on_study(self, study: Any) -> None:
+        self.phase_slider.blockSignals(True)
+        self.phase_slider.setRange(0, max(study.n_phases - 1, 0))
+        self.phase_slider.setValue(0)
+        self.phase_slider.blockSignals(False)
+        self._on_dims()
+        phases = self.dock.layer_with_role("phases")
+        if phases is not None:
+            phases.events.contrast_limits.connect(lambda *_: self._sync_window(phases))
+
+    def set_phase(self, index: int) -> None:
+        if self.viewer.dims.ndim >= 4:
+            self.viewer.dims.set_current_step(0, int(index))
+
+    def _on_dims(self, *_: Any) -> None:
+        study = self.state.study
+        if study is None or self.viewer.dims.ndim < 4:
+            return
+        i = int(self.viewer.dims.current_step[0])
+        i = min(max(i, 0), study.n_phases - 1)
+        self.phase_label.setText(f"{study.phase_labels[i]} ({study.times[i]:.0f} s)")
+        if self.phase_slider.value() != i:
+            self.phase_slider.blockSignals(True)
+            self.phase_slider.setValue(i)
+            self.phase_slider.blockSignals(False)
+
+    def _sync_window(self, source: Any) -> None:
+        if self._linking or not self.link_window.isChecked():
+            return
+        self._linking = True
+        try:
+            for layer in self.dock.layers_with_role("phases") + self.dock.layers_with_role("protocol"):
+                panel = layer.metadata["breastmri"].get("panel")
+                if layer is not source and (panel is None or panel in ("pre", "post1")):
+                    layer.contrast_limits = source.contrast_limits
+        finally:
+            self._linking = False
+
+    # ----- layouts --------------------------------------------------------------------------
+    def kinetic_panel(self, study) -> tuple[str, np.ndarray] | None:
+        """The map for the protocol's last panel, from the kinetics package."""
+        choice = self.protocol_map.currentText()
+        try:
+            from ... import kinetics as k
+
+            if choice == "curve type":
+                return ("curve type", k.curve_types(study))
+            maps = k.enhancement_maps(study)
+            return (choice, maps["PE"] if choice == "PE" else maps["SER"])
+        except (AttributeError, ImportError, KeyError):
+            return None
+
+    def hanging_protocol(self) -> None:
+        study = self.state.study
+        if study is None:
+            return
+        self.dock.remove_roles("protocol")
+        for layer in self.viewer.layers:
+            layer.visible = False
+        added = self.dock.add_tuples(protocol_tuples(study, self.kinetic_panel(study)))
+        for layer in added:
+            layer.visible = True
+            if layer.metadata["breastmri"].get("panel") in ("pre", "post1"):
+                layer.events.contrast_limits.connect(lambda *_, lay=layer: self._sync_window(lay))
+        self.viewer.canvas.grid.stride = 1
+        self.viewer.canvas.grid.enabled = True
+        self.viewer.reset_view()
+
+    def one_at_a_time(self) -> None:
+        self.viewer.canvas.grid.enabled = False
+        self.dock.remove_roles("protocol")
+        for layer in self.viewer.layers:
+            role = layer.metadata.get("breastmri", {}).get("role")
+            layer.visible = role in ("phases", "boxes", "mask")
+        self.viewer.reset_view()

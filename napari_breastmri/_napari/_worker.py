@@ -1,0 +1,169 @@
+"""Run the core's progress generators off the UI thread, with progress, time left and Cancel.
+
+stardist-napari's model: the core is a generator yielding :class:`~napari_breastmri.types.Progress`
+and returning its result; napari's ``thread_worker`` runs it in a thread and delivers yields and
+the result to the UI thread through Qt signals. Workers never touch Qt objects: the callbacks
+given here are invoked by those signals on the UI thread, and the result reaches the viewer only
+when the generator has *returned*, so a cancelled or failed run never leaves half-made layers.
+
+Cancel: the generator factory receives ``should_cancel`` (a callable the core polls between
+windows) and the worker is also asked to quit at its next yield; whichever comes first stops it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import BreastMRIError, Cancelled
+from ..types import Progress
+
+GenFactory = Callable[[Callable[[], bool]], Generator[Progress, None, Any]]
+
+
+@dataclass
+class ProgressClock:
+    """Turns Progress fractions into a time-left estimate (pure: testable without Qt).
+
+    The estimate is the elapsed time scaled by the remaining fraction; it is withheld until 3 %
+    of the work and 0.5 s have passed, when a linear extrapolation starts to mean something.
+    """
+
+    now: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.now()
+
+    def seconds_left(self, fraction: float) -> float | None:
+        elapsed = self.now() - self.started
+        if fraction < 0.03 or elapsed < 0.5:
+            return None
+        return max(0.0, elapsed * (1.0 - min(fraction, 1.0)) / fraction)
+
+    def text(self, step: Progress) -> str:
+        left = self.seconds_left(step.fraction)
+        message = f"{step.step}: {step.message}" if step.message else step.step
+        if left is None:
+            return message
+        return f"{message} - about {format_seconds(left)} left"
+
+
+def format_seconds(seconds: float) -> str:
+    """'8 s', '1 min 05 s' - short enough for a status line."""
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+class Job:
+    """One running computation: its napari worker, its cancel flag and when it was cancelled."""
+
+    def __init__(self, worker: Any, cancel_event: threading.Event) -> None:
+        self.worker = worker
+        self.cancel_event = cancel_event
+        self.cancelled_at: float | None = None
+        self.finished_at: float | None = None
+        self.outcome: str = "running"  # running | done | cancelled | failed
+
+    @property
+    def running(self) -> bool:
+        return self.outcome == "running"
+
+    def cancel(self) -> None:
+        """Ask the work to stop: the core sees should_cancel() True, the worker quits at its next yield."""
+        if not self.running:
+            return
+        self.cancelled_at = time.monotonic()
+        self.cancel_event.set()
+        self.worker.quit()
+
+
+def _drive(factory: GenFactory, cancel_event: threading.Event):
+    """The worker body: build the generator in the thread (heavy imports happen there too)."""
+    gen = factory(cancel_event.is_set)
+    result = yield from gen
+    if cancel_event.is_set():
+        raise Cancelled("The run was cancelled; nothing was added to the viewer.")
+    return result
+
+
+def start(
+    factory: GenFactory,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_cancelled: Callable[[], None] | None = None,
+    on_finished: Callable[[Job], None] | None = None,
+) -> Job:
+    """Start ``factory(should_cancel)``'s generator in a napari thread worker and return its Job."""
+    from napari.qt.threading import create_worker
+
+    cancel_event = threading.Event()
+    worker = create_worker(_drive, factory, cancel_event, _start_thread=False)
+    job = Job(worker, cancel_event)
+
+    def _yielded(step: Any) -> None:
+        if isinstance(step, Progress) and on_progress is not None and job.running:
+            on_progress(step)
+
+    def _returned(value: Any) -> None:
+        job.outcome = "done"
+        if on_result is not None:
+            on_result(value)
+
+    def _errored(exc: BaseException) -> None:
+        if isinstance(exc, Cancelled) or cancel_event.is_set():
+            _aborted()
+            return
+        job.outcome = "failed"
+        if on_error is not None:
+            on_error(exc)
+
+    def _aborted(*_: Any) -> None:
+        if job.outcome in ("cancelled",):
+            return
+        job.outcome = "cancelled"
+        if on_cancelled is not None:
+            on_cancelled()
+
+    def _finished() -> None:
+        job.finished_at = time.monotonic()
+        if job.running:  # quit() before the first yield ends without aborted/returned
+            _aborted()
+        if on_finished is not None:
+            on_finished(job)
+
+    worker.yielded.connect(_yielded)
+    worker.returned.connect(_returned)
+    worker.errored.connect(_errored)
+    worker.aborted.connect(_aborted)
+    worker.finished.connect(_finished)
+    worker.start()
+    return job
+
+
+def run_blocking_in_thread(
+    func: Callable[[], Any],
+    *,
+    on_result: Callable[[Any], None],
+    on_error: Callable[[BaseException], None],
+    step: str = "working",
+) -> Job:
+    """Run a plain function (e.g. ``load_study``) in a worker, presented as a one-step generator."""
+
+    def factory(_should_cancel: Callable[[], bool]):
+        yield Progress(step, 0.0)
+        return func()
+
+    return start(factory, on_result=on_result, on_error=on_error)
+
+
+def user_message(exc: BaseException) -> str:
+    """What the notification says: our errors carry a message for users; others are bugs."""
+    if isinstance(exc, BreastMRIError):
+        return str(exc)
+    return f"Unexpected error ({type(exc).__name__}: {exc}); please report it with the log."
