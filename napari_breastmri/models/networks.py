@@ -87,7 +87,7 @@ class CaseClassifier(nn.Module):
     def __init__(
         self,
         in_channels: int = 3,
-        n_classes: int = 2,
+        out_channels: int = 2,
         features: Sequence[int] = (8, 16, 32, 32),
         dropout: float = 0.3,
     ) -> None:
@@ -99,7 +99,7 @@ class CaseClassifier(nn.Module):
         self.block4 = ConvBlock(f3, f4)
         self.pool = nn.MaxPool3d(2)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(2 * f4, n_classes)
+        self.fc = nn.Linear(2 * f4, out_channels)
         self.register_buffer("temperature", torch.ones(1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

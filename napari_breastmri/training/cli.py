@@ -1,0 +1,258 @@
+"""``breastmri train``: train a model package (the demo models, on the phantom or on real layouts).
+
+One command reproduces a shipped package, for example::
+
+    breastmri train --task seg --cases 60 --seed 1 --out napari_breastmri/models/weights
+
+Phantom cases are split by seed: training seeds ``seed * 10000 + i``, validation (temperature
+scaling, never trained on) ``seed * 10000 + 5000 + i``, and a held-out test set with fixed seeds
+``900000000 + i`` that no training seed can reach. With ``--data`` the cases come from a
+MAMA-MIA / nnU-Net folder (or a Duke box CSV with ``--duke-boxes``) and the last 25 % of cases,
+in sorted order, are held out; ``--corrections`` fine-tunes on corrections saved in the viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Generator, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import BreastMRIError
+from ..types import Progress
+from .data import RawCase, Sample
+from .tasks import TASKS, TaskSpec, get_task
+
+TEST_SEED0 = 900_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task", required=True, choices=[*TASKS, "all"], help="what to train ('all': every demo)"
+    )
+    parser.add_argument("--cases", type=int, default=60, help="training cases (phantom) [60]")
+    parser.add_argument(
+        "--val-cases", type=int, default=None, help="validation cases (phantom) [cases/4, >= 12]"
+    )
+    parser.add_argument("--test-cases", type=int, default=40, help="held-out test cases (phantom) [40]")
+    parser.add_argument("--seed", type=int, default=1, help="seed for cases, initialisation and sampling [1]")
+    parser.add_argument("--epochs", type=int, default=None, help="passes over the training cases [per task]")
+    parser.add_argument("--out", required=True, help="folder to write the package(s) into (OUT/<name>/)")
+    parser.add_argument("--init", default=None, help="fine-tune from this package (name, folder or .zip)")
+    parser.add_argument("--name", default=None, help="package name [the demo name]")
+    parser.add_argument(
+        "--data", default=None, help="train on a MAMA-MIA / nnU-Net folder (or Duke/case folder)"
+    )
+    parser.add_argument("--clinical", default=None, help="clinical CSV with case-level labels (with --data)")
+    parser.add_argument("--duke-boxes", default=None, help="Duke-style Annotation_Boxes.csv (with --data)")
+    parser.add_argument(
+        "--corrections", default=None, help="annotation store saved in the viewer (with --data CASE)"
+    )
+    parser.add_argument("--cache", default=None, help="cache folder for preprocessed phantom cases")
+    parser.add_argument(
+        "--phantom-shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="phantom volume shape (default: the phantom's own)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import progress
+
+    torch.set_num_threads(max(1, args.threads))
+    keys = list(TASKS) if args.task == "all" else [args.task]
+    for key in keys:
+        spec = get_task(key)
+        pkg = progress.run(train_task(spec, args, _command(args, key)), progress.tqdm_printer(f"train {key}"))
+        print(f"{pkg.card.name}: {pkg.path}")
+        for k, v in pkg.card.metrics.items():
+            print(f"  {k}: {v}")
+    return 0
+
+
+def _command(args: argparse.Namespace, key: str) -> str:
+    """The one command that reproduces this package (recorded in its card)."""
+    parts = ["breastmri", "train", "--task", key, "--cases", str(args.cases), "--seed", str(args.seed)]
+    parts += ["--test-cases", str(args.test_cases)]
+    for flag in ("val_cases", "epochs", "init", "name", "data", "clinical", "duke_boxes", "corrections"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += ["--" + flag.replace("_", "-"), str(value)]
+    if args.phantom_shape:
+        parts += ["--phantom-shape", *map(str, args.phantom_shape)]
+    return " ".join(shlex.quote(p) for p in parts + ["--out", str(args.out)])
+
+
+def _apply_init(spec: TaskSpec, init: str) -> tuple[TaskSpec, Any]:
+    """Take the channels, grid and network of the package being fine-tuned, and its weights."""
+    from ..models.package import load_package
+
+    pkg = load_package(init)
+    card = pkg.card
+    if card.task != spec.card_task:
+        raise BreastMRIError(
+            f"--init {init} is a '{card.task}' model but task {spec.key} trains '{spec.card_task}'."
+        )
+    spec.channels = list(card.inputs.channels)
+    spec.spacing_mm, spec.resize_to = card.inputs.spacing_mm, card.inputs.resize_to
+    spec.patch_size = card.inputs.patch_size or spec.patch_size
+    spec.normalisation = dict(card.inputs.normalisation)
+    spec.features = list(card.network.kwargs.get("features", spec.features))
+    spec.dropout = float(card.network.kwargs.get("dropout", spec.dropout))
+    spec.classes = list(card.outputs.classes)
+    net = pkg.build("cpu")
+    return spec, {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _collect(
+    it: Iterable[Sample], n: int, step: str, start: float, stop: float
+) -> Generator[Progress, None, list[Sample]]:
+    out = []
+    for i, s in enumerate(it):
+        out.append(s)
+        yield Progress(step, start + (stop - start) * (i + 1) / max(n, 1), s.case_id)
+    return out
+
+
+def _phantom_splits(spec: TaskSpec, card, args) -> Generator[Progress, None, tuple[list, list, list, str]]:
+    from .data import phantom_samples
+
+    n_val = args.val_cases if args.val_cases is not None else max(12, args.cases // 4)
+    base = args.seed * 10_000
+    seeds = {
+        "train": [base + i for i in range(args.cases)],
+        "val": [base + 5_000 + i for i in range(n_val)] if not spec.is_segmentation else [],
+        "test": [TEST_SEED0 + i for i in range(args.test_cases)],
+    }
+    cache = Path(args.cache) if args.cache else None
+    kw = {"shape": tuple(args.phantom_shape)} if args.phantom_shape else {}
+    total = sum(len(v) for v in seeds.values())
+    splits, done = {}, 0
+    for name, ss in seeds.items():
+        it = phantom_samples(
+            ss,
+            card,
+            longitudinal=spec.longitudinal,
+            keep_truth=name == "test",
+            cache_dir=cache,
+            phantom_kwargs=kw,
+        )
+        splits[name] = yield from _collect(
+            it, len(ss), f"data ({name})", 0.4 * done / total, 0.4 * (done + len(ss)) / total
+        )
+        done += len(ss)
+    data = (
+        f"synthetic phantom (napari_breastmri.phantom.generate_case{', longitudinal' if spec.longitudinal else ''}): "
+        f"{len(seeds['train'])} training cases (seeds {base}..{base + args.cases - 1}), "
+        f"{len(seeds['val'])} validation cases (seeds from {base + 5000}), "
+        f"{len(seeds['test'])} held-out test cases (seeds {TEST_SEED0}..{TEST_SEED0 + args.test_cases - 1})"
+    )
+    return splits["train"], splits["val"], splits["test"], data
+
+
+def _raw_cases(args) -> list[RawCase]:
+    from . import data as D
+
+    if args.corrections:
+        from ..io import load_study
+
+        return [D.read_corrections(load_study(args.data), args.corrections)]
+    if args.duke_boxes:
+        return sorted(D.read_duke_folder(args.data, args.duke_boxes), key=lambda r: r.case_id)
+    return sorted(D.read_nifti_folder(args.data, args.clinical), key=lambda r: r.case_id)
+
+
+def _folder_splits(card, args) -> Generator[Progress, None, tuple[list, list, list, str]]:
+    from .data import make_sample
+
+    raws = _raw_cases(args)
+    if not raws:
+        raise BreastMRIError(f"No training cases found in {args.data}.")
+    n_test = len(raws) // 4 if len(raws) >= 4 else 0
+    n_val = len(raws) // 8 if len(raws) >= 8 else 0
+    cut_val, cut_test = len(raws) - n_test - n_val, len(raws) - n_test
+    samples = []
+    for i, raw in enumerate(raws):
+        samples.append(make_sample(raw, card, keep_truth=i >= cut_test))
+        yield Progress("data", 0.4 * (i + 1) / len(raws), raw.case_id)
+    src = "corrections " + str(args.corrections) if args.corrections else str(args.data)
+    data = f"{src}: {cut_val} training, {n_val} validation, {n_test} held-out cases (sorted by case id)"
+    return samples[:cut_val], samples[cut_val:cut_test], samples[cut_test:], data
+
+
+def train_task(spec: TaskSpec, args: argparse.Namespace, command: str) -> Generator[Progress, None, Any]:
+    """Data -> training -> held-out metrics -> package; returns the written ModelPackage."""
+    from .. import progress
+    from ..models.package import save_package
+    from . import loops
+
+    t0 = time.perf_counter()
+    init_state = None
+    if args.init:
+        spec, init_state = _apply_init(spec, args.init)
+    if args.name:
+        spec.name = args.name
+    card = spec.parsed_card()
+    if args.data:
+        train, val, test, data = yield from _folder_splits(card, args)
+    else:
+        train, val, test, data = yield from _phantom_splits(spec, card, args)
+    epochs = args.epochs if args.epochs is not None else spec.default_epochs
+    t_train = time.perf_counter()
+    if spec.is_segmentation:
+        net = yield from progress.scaled(
+            loops.train_segmentation(spec, train, epochs, args.seed, init_state), 0.4, 0.9
+        )
+    else:
+        if not any(s.label is not None for s in train):
+            raise BreastMRIError(
+                f"No training case has a '{spec.target}' label; give a clinical CSV with that column."
+            )
+        net = yield from progress.scaled(
+            loops.train_classifier(spec, train, epochs, args.seed, init_state), 0.4, 0.9
+        )
+    train_seconds = time.perf_counter() - t_train
+    metrics: dict[str, Any] = {}
+    if test:
+        if spec.is_segmentation:
+            metrics = yield from progress.scaled(loops.evaluate_segmentation(spec, net, test), 0.9, 1.0)
+        elif val and any(s.label is not None for s in test):
+            metrics = loops.evaluate_classifier(spec, net, val, test)
+    metrics["evaluated_on"] = (
+        "held-out synthetic phantom cases" if not args.data else "held-out cases of the training source"
+    )
+    training = {
+        "data": data,
+        "command": command,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "train_seconds": round(train_seconds, 1),
+        "epochs": epochs,
+        "seed": args.seed,
+        "machine": _machine(),
+        "init": str(args.init) if args.init else None,
+    }
+    doc = spec.card(training={k: v for k, v in training.items() if v is not None}, metrics=metrics)
+    pkg = save_package(Path(args.out) / spec.name, doc, net)
+    yield Progress("done", 1.0, spec.name)
+    return pkg
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {_threads()}"
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -1,0 +1,218 @@
+"""The demo tasks ``breastmri train`` knows: which channels, grid, network and card each one gets.
+
+Why a table: the card a package ships with is written from the same spec the training used, so
+the channels, spacing and normalisation at inference are by construction the training ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..types import DEMO_LABEL
+from .data import CLASSES
+
+PLACEHOLDER_SHA = "0" * 64
+VERSION = "0.1.0"
+
+DISPLAY = {
+    "luminal_a": "Luminal A",
+    "luminal_b": "Luminal B",
+    "her2_enriched": "HER2-enriched",
+    "triple_negative": "Triple negative",
+    "no_pcr": "Residual disease (no pCR)",
+    "pcr": "Pathologic complete response",
+    "negative": "Node negative",
+    "positive": "Node positive",
+    "normal": "Normal",
+    "needs_review": "Needs review",
+    "lesion": "Lesion",
+}
+
+
+@dataclass
+class TaskSpec:
+    """Everything that defines one demo package except the trained weights and the metrics."""
+
+    key: str
+    name: str
+    card_task: str
+    target: str
+    channels: list[str]
+    classes: list[str]
+    description: str
+    spacing_mm: list[float] | None = None
+    resize_to: list[int] | None = None
+    patch_size: list[int] | None = None
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"method": "percentile", "lower": 1, "upper": 99}
+    )
+    features: list[int] = field(default_factory=lambda: [8, 16, 32, 32])
+    dropout: float = 0.3
+    longitudinal: bool = False
+    activation: str = "softmax"
+    min_lesion_ml: float = 0.0
+    #: default optimisation budget (steps for segmentation, epochs for classification)
+    default_epochs: int = 30
+    batch_size: int = 8
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.card_task in ("segment", "detect")
+
+    def network(self) -> dict[str, Any]:
+        if self.is_segmentation:
+            return {
+                "factory": "napari_breastmri.models.networks.LesionUNet",
+                "kwargs": {
+                    "in_channels": len(self.channels),
+                    "out_channels": 1,
+                    "features": list(self.features),
+                },
+            }
+        return {
+            "factory": "napari_breastmri.models.networks.CaseClassifier",
+            "kwargs": {
+                "in_channels": len(self.channels),
+                "out_channels": len(self.classes),
+                "features": list(self.features),
+                "dropout": self.dropout,
+            },
+        }
+
+    def card(
+        self, *, training: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The card.yaml mapping (weights filled in by ``save_package``)."""
+        norm = copy.deepcopy(self.normalisation)
+        if "pre" in self.channels:
+            norm.setdefault("reference", "pre")
+        inputs: dict[str, Any] = {
+            "channels": list(self.channels),
+            "spacing_mm": self.spacing_mm,
+            "patch_size": self.patch_size,
+            "resize_to": self.resize_to,
+            "normalisation": norm,
+            "min_phases": 3 if any("last" in c for c in self.channels) else 2,
+            "orientation": "study",
+        }
+        return {
+            "name": self.name,
+            "version": VERSION,
+            "task": self.card_task,
+            "target": self.target,
+            "demo": True,
+            "description": f"{self.description} ({DEMO_LABEL}).",
+            "network": self.network(),
+            "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": PLACEHOLDER_SHA},
+            "inputs": {k: v for k, v in inputs.items() if v is not None},
+            "outputs": {
+                "classes": list(self.classes),
+                "display_names": {c: DISPLAY.get(c, c) for c in self.classes},
+                "activation": self.activation,
+                "threshold": 0.5,
+                "min_lesion_ml": self.min_lesion_ml,
+            },
+            "cam": {"target_layer": "dec1" if self.is_segmentation else "block4"},
+            "uncertainty": {"method": "tta", "passes": 4}
+            if self.is_segmentation
+            else {"method": "mc_dropout", "passes": 20},
+            "training": training or {},
+            "intended_use": (
+                f"{DEMO_LABEL}. Trained only on the synthetic phantom of napari-breastmri to show how a "
+                "model package plugs into the viewer and the pipeline; its outputs mean nothing for a real patient."
+            ),
+            "metrics": metrics or {},
+        }
+
+    def parsed_card(self):
+        """The card as a validated ModelCard (placeholder sha), for preprocessing during training."""
+        from ..models.card import parse_card
+
+        return parse_card(self.card(), where=f"task {self.key}")
+
+
+_CLASSIFIER_INPUT = ["pre", "sub1", "sub_last"]
+_CLS_GRID = [24, 64, 64]
+
+TASKS: dict[str, TaskSpec] = {
+    "seg": TaskSpec(
+        key="seg",
+        name="demo-lesion-seg",
+        card_task="segment",
+        target="lesion",
+        channels=["pre", "post1", "sub1"],
+        classes=["lesion"],
+        description="Lesion detection and segmentation: a tiny 3D U-Net on pre, post1 and the first subtraction",
+        spacing_mm=[3.0, 1.6, 1.6],
+        patch_size=[16, 64, 64],
+        features=[8, 16, 32, 48],
+        dropout=0.0,
+        activation="sigmoid",
+        min_lesion_ml=0.05,
+        default_epochs=400,
+        batch_size=2,
+    ),
+    "subtype": TaskSpec(
+        key="subtype",
+        name="demo-subtype",
+        card_task="classify",
+        target="subtype",
+        channels=_CLASSIFIER_INPUT,
+        classes=CLASSES["subtype"],
+        description="Molecular subtype (4 classes) from the pre-contrast phase and early/late subtractions",
+        resize_to=_CLS_GRID,
+    ),
+    "pcr": TaskSpec(
+        key="pcr",
+        name="demo-pcr",
+        card_task="classify",
+        target="pcr",
+        channels=_CLASSIFIER_INPUT,
+        classes=CLASSES["pcr"],
+        description="Pathologic complete response from the baseline exam alone",
+        resize_to=_CLS_GRID,
+        longitudinal=True,
+    ),
+    "pcr_pair": TaskSpec(
+        key="pcr_pair",
+        name="demo-pcr-pair",
+        card_task="classify",
+        target="pcr",
+        channels=["pre", "sub1", "sub_last", "pair:sub1", "pair:sub_last"],
+        classes=CLASSES["pcr"],
+        description="Pathologic complete response from the baseline and early-treatment exams together",
+        resize_to=_CLS_GRID,
+        longitudinal=True,
+    ),
+    "lymph_node": TaskSpec(
+        key="lymph_node",
+        name="demo-lymph-node",
+        card_task="classify",
+        target="lymph_node",
+        channels=_CLASSIFIER_INPUT,
+        classes=CLASSES["lymph_node"],
+        description="Axillary lymph node status from the pre-contrast phase and early/late subtractions",
+        resize_to=_CLS_GRID,
+    ),
+    "screening": TaskSpec(
+        key="screening",
+        name="demo-screening",
+        card_task="classify",
+        target="screening",
+        channels=["post1", "sub1"],
+        classes=CLASSES["screening"],
+        description="Screening triage (normal or needs review) from the first post-contrast phase",
+        resize_to=_CLS_GRID,
+        normalisation={"method": "percentile", "lower": 1, "upper": 99, "reference": "post1"},
+    ),
+}
+
+
+def get_task(key: str) -> TaskSpec:
+    from ..errors import BreastMRIError
+
+    if key not in TASKS:
+        raise BreastMRIError(f"Unknown training task {key!r}; choose one of {sorted(TASKS)} or 'all'.")
+    return copy.deepcopy(TASKS[key])
