@@ -271,8 +271,12 @@ def _build_network(pkg: ModelPackage) -> torch.nn.Module:
 
     card = pkg.card
     if card.weights.format == "torchscript":
+        import warnings
+
         try:
-            return torch.jit.load(str(pkg.weights_path), map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.9+ marks TorchScript deprecated; it still loads
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(pkg.weights_path), map_location="cpu")
         except Exception as err:
             raise CorruptWeights(
                 f"Model {pkg.label}: {pkg.weights_path.name} is not a loadable TorchScript file ({str(err)[:120]})."
@@ -356,7 +360,11 @@ def save_package(
         if fmt == "torchscript":
             if model is None:
                 raise ModelPackageError("save_package needs the model to write TorchScript.")
-            scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
             scripted.save(str(wp))
             doc.setdefault("network", {})["factory"] = "torchscript"
         else:

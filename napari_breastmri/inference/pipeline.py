@@ -1,0 +1,305 @@
+"""Run model packages on a study: a generator that yields Progress and returns Findings.
+
+Per package: the card's preprocessing puts the study on the model grid; segment/detect models run
+as Gaussian-blended sliding windows (yielding between batches, cancellable there); classify models
+run on the whole (resized) study with MC-dropout or TTA passes. Outputs go back to the study grid
+through world space. The device comes from :mod:`.device` only, with its out-of-memory fallback,
+and every ModelRun says where it ran. Cancel raises :class:`~napari_breastmri.errors.Cancelled`
+and nothing partial is returned (Findings are only built at the end).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import progress as prog
+from ..errors import Cancelled, IncompatibleModel
+from ..types import CasePrediction, Findings, Lesion, ModelRun, Progress, Study
+from . import device as dev_mod
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.package import ModelPackage
+
+
+@dataclass
+class SegmentationOutput:
+    """A segment/detect package's result on the study grid."""
+
+    probability: np.ndarray  # (z, y, x) float32
+    mask: np.ndarray  # (z, y, x) bool
+
+
+def _check_cancel(should_cancel: Callable[[], bool] | None) -> None:
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("Inference was cancelled; no findings were kept.")
+
+
+def _open(packages: Sequence[Any]) -> list[ModelPackage]:
+    from ..models.package import ModelPackage, load_package
+
+    return [p if isinstance(p, ModelPackage) else load_package(p) for p in packages]
+
+
+def segment_probability(
+    pkg: ModelPackage,
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Sliding-window lesion probability on the model grid, (z, y, x) float32."""
+    from .postprocess import foreground_probability
+    from .sliding import sliding_window
+
+    card = pkg.card
+    net = net.to(device)
+    with dev_mod.inference(device):
+        out = yield from sliding_window(
+            net,
+            x.to(device),
+            card.inputs.patch_size or x.shape[1:],
+            overlap=card.inputs.overlap,
+            batch_size=batch_size,
+            device=device,
+            should_cancel=should_cancel,
+        )
+    return foreground_probability(out.numpy(), card.outputs.activation, card.outputs.classes)
+
+
+def classify_probabilities(
+    pkg: ModelPackage,
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, tuple[np.ndarray, str]]:
+    """(N, K) probabilities over the uncertainty passes, and the method used."""
+    from .uncertainty import predict_passes
+
+    card = pkg.card
+    net = net.to(device)
+    with dev_mod.inference(device):
+        return (
+            yield from predict_passes(
+                net,
+                x.to(device),
+                method=card.uncertainty.method,
+                passes=card.uncertainty.passes,
+                activation=card.outputs.activation,
+                batch_size=batch_size,
+                should_cancel=should_cancel,
+            )
+        )
+
+
+def _wrap_shape_errors(pkg: ModelPackage, err: RuntimeError) -> IncompatibleModel:
+    return IncompatibleModel(
+        f"Model {pkg.label} could not run on this input ({str(err).splitlines()[0][:160]}); the card's "
+        f"channels {pkg.card.inputs.channels} or patch size do not fit its network."
+    )
+
+
+def run_package(
+    pkg: ModelPackage,
+    study: Study,
+    *,
+    device: torch.device,
+    follow_up: Study | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    first_id: int = 1,
+) -> Generator[Progress, None, tuple[list[Lesion], np.ndarray | None, CasePrediction | None, ModelRun]]:
+    """One package on one study: (lesions, label map or None, case prediction or None, ModelRun)."""
+    card = pkg.card
+    start = time.perf_counter()
+    yield Progress(card.name, 0.0, "preparing input")
+    x, model_affine = pkg.prepare_input(study, follow_up)
+    _check_cancel(should_cancel)
+    net = pkg.build("cpu")
+    who = f"model:{card.label}"
+    lesions: list[Lesion] = []
+    labels = None
+    pred = None
+
+    if card.task in ("segment", "detect"):
+
+        def work(d: torch.device, b: int) -> Generator[Progress, None, np.ndarray]:
+            return segment_probability(pkg, net, x, d, b, should_cancel)
+
+    else:
+
+        def work(d: torch.device, b: int) -> Generator[Progress, None, Any]:
+            return classify_probabilities(pkg, net, x, d, b, should_cancel)
+
+    try:
+        result, report = yield from prog.scaled(
+            dev_mod.run_with_fallback_gen(work, device=device, batch_size=card.inputs.sw_batch_size),
+            0.05,
+            0.9,
+        )
+    except RuntimeError as err:
+        if dev_mod.is_oom(err):
+            raise
+        raise _wrap_shape_errors(pkg, err) from err
+    finally:
+        net.to("cpu")
+
+    if card.task in ("segment", "detect"):
+        from .postprocess import lesions_from_mask, to_study_grid
+
+        yield Progress(card.name, 0.92, "connected components")
+        mask, prob = to_study_grid(result, model_affine, study.affine, study.shape, card.outputs.threshold)
+        lesions, label_map = lesions_from_mask(
+            mask,
+            prob,
+            study.affine,
+            min_volume_ml=card.outputs.min_lesion_ml,
+            first_id=first_id,
+            who=who,
+            source=who,
+        )
+        if card.task == "detect":
+            for lesion in lesions:
+                lesion.label = 0
+        else:
+            labels = label_map
+    else:
+        from .uncertainty import summarise
+
+        probs, method = result
+        p, iv = summarise(probs, card.outputs.classes)
+        pred = CasePrediction(
+            target=card.target,
+            probabilities=p,
+            intervals=iv if len(probs) > 1 else {},
+            model=card.label,
+            method=method if method != "none" else "single pass",
+            display_names=dict(card.outputs.display_names),
+        )
+    run = ModelRun(
+        name=card.name,
+        version=card.version,
+        task=card.task,
+        target=card.target,
+        device=report.device,
+        seconds=round(time.perf_counter() - start, 3),
+        demo=card.demo,
+        notes=list(report.messages),
+    )
+    yield Progress(card.name, 1.0, report.message)
+    return lesions, labels, pred, run
+
+
+def _merge_labels(findings: Findings, labels: np.ndarray) -> None:
+    """Add a package's label map; where an earlier package already labelled a voxel, it keeps it."""
+    if findings.label_mask is None:
+        findings.label_mask = labels.astype(np.int32)
+    else:
+        free = findings.label_mask == 0
+        findings.label_mask[free] = labels[free]
+
+
+def analyze(
+    study: Study,
+    packages: Sequence[Any],
+    *,
+    device: str | torch.device | None = None,
+    follow_up: Study | None = None,
+    explain: str | Sequence[str] | bool | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, Findings]:
+    """Run ``packages`` (ModelPackage, folder, zip or registry name) on ``study``; return Findings.
+
+    A package that does not fit the study (missing phases, pair model without follow-up,
+    interactive) is skipped with a warning when others can run; when none can, the first
+    :class:`IncompatibleModel` is raised. ``explain`` ("gradcam", a list of methods, or True)
+    adds heatmaps through ``napari_breastmri.explain.explain_study`` when that is installed.
+    """
+    pkgs = _open(packages)
+    dev = dev_mod.pick_device(device)
+    findings = Findings(shape=study.shape, affine=np.array(study.affine), study_uid=study.study_uid)
+    findings.device = str(dev)
+    runnable: list[ModelPackage] = []
+    problems: list[IncompatibleModel] = []
+    for pkg in pkgs:
+        if pkg.card.task == "interactive-segment":
+            findings.warnings.append(
+                f"{pkg.label} is interactive (needs clicks in the viewer); skipped by analyze."
+            )
+        elif pkg.card.needs_follow_up and follow_up is None:
+            err = IncompatibleModel(
+                f"Model {pkg.label} compares baseline and follow-up exams but no follow-up was given; skipped."
+            )
+            problems.append(err)
+            findings.warnings.append(str(err))
+        else:
+            runnable.append(pkg)
+    if not runnable and problems:
+        raise problems[0]
+    n = max(1, len(runnable))
+    span = 0.8 if explain else 1.0
+    next_id = 1
+    for k, pkg in enumerate(runnable):
+        _check_cancel(should_cancel)
+        try:
+            lesions, labels, pred, run = yield from prog.scaled(
+                run_package(
+                    pkg, study, device=dev, follow_up=follow_up, should_cancel=should_cancel, first_id=next_id
+                ),
+                span * k / n,
+                span * (k + 1) / n,
+            )
+        except IncompatibleModel as err:
+            if len(runnable) == 1:
+                raise
+            findings.warnings.append(str(err))
+            continue
+        findings.lesions.extend(lesions)
+        next_id += len(lesions)
+        if labels is not None:
+            _merge_labels(findings, labels)
+        if pred is not None:
+            findings.case_predictions[pred.target] = pred
+        findings.models.append(run)
+    if findings.models:
+        findings.device = ", ".join(sorted({m.device for m in findings.models}))
+    if explain:
+        yield from _explain(study, runnable, findings, explain, should_cancel)
+    yield Progress("analyze", 1.0, "done")
+    return findings
+
+
+def _explain(
+    study: Study,
+    pkgs: Sequence[ModelPackage],
+    findings: Findings,
+    explain: str | Sequence[str] | bool,
+    should_cancel: Callable[[], bool] | None,
+) -> Generator[Progress, None, None]:
+    """Heatmaps for packages that name a CAM layer, through the explain area's explain_study."""
+    try:
+        from ..explain import explain_study  # type: ignore[attr-defined]
+    except ImportError:
+        findings.warnings.append(
+            "Heatmaps were requested but napari_breastmri.explain.explain_study is not available."
+        )
+        return
+    methods = ["gradcam"] if explain is True else [explain] if isinstance(explain, str) else list(explain)
+    todo = [(p, m) for p in pkgs if p.card.cam.target_layer for m in methods]
+    for i, (pkg, method) in enumerate(todo):
+        _check_cancel(should_cancel)
+        heatmap = yield from prog.scaled(
+            explain_study(study, pkg, findings, method=method),
+            0.8 + 0.2 * i / len(todo),
+            0.8 + 0.2 * (i + 1) / len(todo),
+        )
+        if heatmap is not None:
+            findings.heatmaps.append(heatmap)
