@@ -1,1 +1,77 @@
-"""See the package docstring."""
+"""Loading breast MRI studies: ``load_study`` turns any supported source into a :class:`Study`.
+
+Supported sources: a DICOM folder or list of DICOM files (series per phase, one series with every
+phase, Enhanced MR multi-frame), a 4D NIfTI, per-phase NIfTI files (``case_0000.nii.gz`` ...) or
+a folder of them, and case folders of known public layouts (Duke-Breast-Cancer-MRI, MAMA-MIA).
+
+Importing this package is cheap: pydicom and nibabel are imported only by the reader that needs
+them, so ``import napari_breastmri.io`` costs nothing for a caller that never loads a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UnsupportedInput
+from ..types import Study
+
+__all__ = ["detect_format", "load_study"]
+
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def detect_format(source: Source) -> str:
+    """'nifti', 'nifti-phases', 'duke', 'mama-mia' or 'dicom' for a source; raises UnsupportedInput.
+
+    Detection is by structure only (file suffixes, folder names, the DICM magic), never by reading
+    a whole file, so the npe2 reader can call it on anything and say "not mine" quickly.
+    """
+    from . import layouts, nifti
+
+    if not isinstance(source, (str, os.PathLike)):
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise UnsupportedInput(
+                "No files were given; pass a DICOM folder, NIfTI file(s) or a case folder."
+            )
+        if all(nifti.is_nifti(p) for p in paths):
+            return "nifti-phases"
+        return "dicom"
+    path = Path(source)
+    if not path.exists():
+        raise UnsupportedInput(f"{path} does not exist; check the path.")
+    if path.is_file():
+        if nifti.is_nifti(path):
+            return "nifti"
+        return "dicom"
+    layout = layouts.detect(path)
+    if layout is not None:
+        return layout
+    if nifti.phase_files(path):
+        return "nifti-phases"
+    return "dicom"
+
+
+def load_study(source: Source, *, series_uid: str | Sequence[str] | None = None) -> Study:
+    """Load one breast MRI study from ``source`` (see the package docstring) as a :class:`Study`.
+
+    ``series_uid`` chooses the DICOM series to load when the automatic choice of the dynamic
+    series is wrong: one UID loads that series together with the other series of the same dynamic
+    acquisition; a list of UIDs loads exactly those series as the phases. Everything the loader
+    skipped is listed in ``Study.skipped_series`` with its reason, and anything odd but usable in
+    ``Study.warnings``.
+    """
+    kind = detect_format(source)
+    if kind in ("nifti", "nifti-phases"):
+        from . import nifti
+
+        return nifti.read(source if isinstance(source, (str, os.PathLike)) else list(source))
+    if kind in ("duke", "mama-mia"):
+        from . import layouts
+
+        return layouts.load(Path(source), kind, series_uid=series_uid)
+    from . import dicom
+
+    return dicom.load_dicom(source, series_uid=series_uid)
