@@ -130,43 +130,26 @@ def predict_probability(net, x: np.ndarray, patch_size: Sequence[int], overlap: 
         return torch.sigmoid(logits)[0, 0].numpy()
 
 
-def lesions_from_probability(
-    prob: np.ndarray, voxel_ml: float, threshold: float = 0.5, min_ml: float = 0.0
-) -> tuple[np.ndarray, list[list[int]], list[float]]:
-    """Connected components of prob >= threshold: (binary mask, boxes, max-probability scores)."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(prob >= threshold)
-    boxes, scores = [], []
-    keep = np.zeros(n + 1, dtype=bool)
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        comp = labels[sl] == i
-        if comp.sum() * voxel_ml < min_ml:
-            continue
-        keep[i] = True
-        boxes.append([s.start for s in sl] + [s.stop for s in sl])
-        scores.append(float(prob[sl][comp].max()))
-    return keep[labels], boxes, scores
-
-
 def evaluate_segmentation(spec: TaskSpec, net, test: list[Sample]) -> Gen:
     """Dice and lesion sensitivity at <= 1 false positive per case, on the study grid."""
-    from ..geometry import resample_to_grid
+    from ..inference.postprocess import lesions_from_mask, to_study_grid
 
     cases, dices = [], []
     card = spec.parsed_card()
     for k, s in enumerate(test):
         prob_model = predict_probability(net, s.x, spec.patch_size)
-        prob = resample_to_grid(prob_model, s.affine, s.study_affine, s.study_shape, order=1)
-        voxel_ml = abs(float(np.linalg.det(np.asarray(s.study_affine)[:3, :3]))) / 1000.0
-        binary, boxes, scores = lesions_from_probability(
-            prob, voxel_ml, card.outputs.threshold, card.outputs.min_lesion_ml
+        # the pipeline's own post-processing: the same lesions a user would see
+        mask, prob = to_study_grid(
+            prob_model, s.affine, s.study_affine, s.study_shape, card.outputs.threshold
         )
-        cases.append(M.CaseDetections(boxes, scores, s.truth_boxes))
+        lesions, labels = lesions_from_mask(
+            mask, prob, s.study_affine, min_volume_ml=card.outputs.min_lesion_ml
+        )
+        cases.append(
+            M.CaseDetections([les.bbox for les in lesions], [les.score for les in lesions], s.truth_boxes)
+        )
         if s.truth_mask is not None:
-            dices.append(M.dice(binary, s.truth_mask))
+            dices.append(M.dice(labels > 0, s.truth_mask))
         yield Progress("evaluate", (k + 1) / len(test), s.case_id)
     at_fp = M.sensitivity_at_fp(cases, 1.0)
     at_thr = M.operating_point(cases, 0.0)
