@@ -228,15 +228,25 @@ class SourceImages:
         return str(self.datasets[0].FrameOfReferenceUID)
 
 
-def _candidate_files(study: Study) -> list[Path]:
-    listed = study.meta.get("source_files") or study.meta.get("dicom_files")
+def _source_paths(study: Study) -> list[Path]:
+    """The paths a study came from: ``meta["source_files"]`` or the path in ``Study.source``.
+
+    The DICOM reader writes ``source`` as "DICOM <path>"; a NIfTI or phantom study has no DICOM
+    path at all, which is fine: then nothing is found and the caller writes the study as DICOM.
+    """
+    listed = study.meta.get("source_files") or study.meta.get("dicom_files") or study.meta.get("files")
     if listed:
         return [Path(p) for p in listed]
-    if not study.source:
-        return []
-    sources = [Path(s) for s in str(study.source).split(os.pathsep) if s]
+    text = str(study.source or "").strip()
+    for candidate in (text, text.removeprefix("DICOM ").strip()):
+        if candidate and Path(candidate).exists():
+            return [Path(candidate)]
+    return [Path(s) for s in text.split(os.pathsep) if s and Path(s).exists()]
+
+
+def _candidate_files(study: Study) -> list[Path]:
     files: list[Path] = []
-    for src in sources:
+    for src in _source_paths(study):
         if src.is_file():
             files.append(src)
         elif src.is_dir():

@@ -46,10 +46,12 @@ def load_findings_dir(folder: str | Path) -> tuple[Findings, dict]:
     folder = Path(folder)
     doc = json.loads((folder / "findings.json").read_text(encoding="utf-8"))
     findings = findings_from_dict(doc)
-    mask_name = doc.get("label_mask_file") or "label_mask.nii.gz"
-    if (folder / mask_name).is_file():
-        mask, _ = load_volume(folder / mask_name)
-        findings.label_mask = np.asarray(mask).astype(np.int16)
+    # "lesions.nii.gz" is what 'breastmri analyze' writes, "label_mask.nii.gz" what an export writes
+    for mask_name in (doc.get("label_mask_file"), "lesions.nii.gz", "label_mask.nii.gz"):
+        if mask_name and (folder / mask_name).is_file():
+            mask, _ = load_volume(folder / mask_name)
+            findings.label_mask = np.asarray(mask).astype(np.int16)
+            break
     for hm in findings.heatmaps:
         if hm.file and (folder / hm.file).is_file():
             hm.data, hm.affine = load_volume(folder / hm.file)

@@ -289,3 +289,18 @@ def test_findings_from_truth() -> None:
     assert les.volume_ml == pytest.approx(32 * study.voxel_volume_ml)
     with pytest.raises(ExportError, match="no ground truth"):
         export.findings_from_truth(make_study())
+
+
+@pytest.mark.parametrize("layout", ["series-per-phase", "enhanced"])
+def test_seg_of_a_study_loaded_by_load_study(tmp_path: Path, layout: str) -> None:
+    """The reader's Study (source "DICOM <folder>") leads the export back to the same instances."""
+    from napari_breastmri.io import load_study
+    from napari_breastmri.io.dicom_write import write_study_dicom
+
+    write_study_dicom(make_study(), tmp_path / "dicom", layout=layout, uid_root_seed="loaded")
+    study = load_study(tmp_path / "dicom")
+    findings = make_findings(study)
+    files = export.export_seg(study, findings, tmp_path / "out")
+    assert [p.name for p in files] == ["seg.dcm"]
+    labels, _ = export.read_seg(files[0], study.shape, study.affine)
+    assert np.array_equal(labels, exported_labels(findings))
