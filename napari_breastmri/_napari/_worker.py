@@ -100,10 +100,12 @@ def start(
     on_finished: Callable[[Job], None] | None = None,
 ) -> Job:
     """Start ``factory(should_cancel)``'s generator in a napari thread worker and return its Job."""
-    from napari.qt.threading import create_worker
+    # superqt's worker (the one napari's thread_worker wraps) without napari's relay of errors to
+    # its console: our errors are shown once, as a notification with the user message
+    from superqt.utils import create_worker
 
     cancel_event = threading.Event()
-    worker = create_worker(_drive, factory, cancel_event, _start_thread=False)
+    worker = create_worker(_drive, factory, cancel_event, _start_thread=False, _ignore_errors=True)
     job = Job(worker, cancel_event)
 
     def _yielded(step: Any) -> None:

@@ -1,0 +1,31 @@
+"""GUI fixtures: a real napari viewer (pytest-qt, under Xvfb) with the reading-station dock."""
+
+from __future__ import annotations
+
+import pytest
+import torch  # noqa: F401  (import torch before any viewer: Qt + torch load order matters)
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    """(viewer, BreastMRIWidget) docked on the right, closed by napari's fixture after the test."""
+    from napari_breastmri._napari._widget import BreastMRIWidget
+
+    viewer = make_napari_viewer()
+    widget = BreastMRIWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right", name="Breast DCE-MRI")
+    yield viewer, widget
+    for job in widget.jobs:
+        if job.running:
+            job.cancel()
+            qtbot.waitUntil(lambda j=job: not j.running and j.finished_at is not None, timeout=10_000)
+
+
+def demo_packages() -> list:
+    """The shipped demo packages, or skip when the trained weights are not in the tree yet."""
+    from napari_breastmri.models import registry
+
+    infos = registry.shipped(demo_only=True)
+    if not infos:
+        pytest.skip("no shipped demo model packages yet (napari_breastmri/models/weights is empty)")
+    return infos
