@@ -207,8 +207,18 @@ def _read_header(path: Path, pydicom: Any) -> tuple[Any, int | None]:
             f"{path} looks like DICOM but cannot be read ({type(err).__name__}: {err}); it is probably "
             "truncated, so re-copy or re-export it (or remove it from the folder)."
         ) from err
-    if "SOPClassUID" not in ds and "Rows" not in ds:
+    if not has_magic and "SOPClassUID" not in ds and "Rows" not in ds:
         return None, None
+    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
+    if (
+        "Rows" not in ds
+        and sop_class.startswith("1.2.840.10008.5.1.4.1.1.")
+        and not sop_class.startswith(_NON_IMAGE_SOP_PREFIXES)
+    ):
+        raise CorruptFile(
+            f"{path} is an image file that ends before its image attributes; it is truncated, so re-copy or "
+            "re-export it (or remove it from the folder)."
+        )
     return ds, offset
 
 
@@ -320,7 +330,12 @@ def _pixel_layout(ds: Any, fh_offset: int | None, path: Path) -> tuple[int | Non
     with open(path, "rb") as fh:
         fh.seek(fh_offset)
         head = fh.read(12)
-    if len(head) < 8 or head[:4] != b"\xe0\x7f\x10\x00":
+    if len(head) < 8:
+        raise CorruptFile(
+            f"{path} ends before its pixel data; it is truncated, so re-copy or re-export it (or remove it "
+            "from the folder)."
+        )
+    if head[:4] != b"\xe0\x7f\x10\x00":
         return None, dtype, (bits, stored)
     if ts == "1.2.840.10008.1.2":  # implicit VR: tag, 4-byte length
         length, start = int.from_bytes(head[4:8], "little"), fh_offset + 8
@@ -460,9 +475,9 @@ def classify(series: Series) -> str | None:
     desc = series.description.lower()
     if "LOCALIZER" in itype or "SCOUT" in itype:
         return "localiser (ImageType)"
-    orientations = {tuple(np.round(f.iop, 3)) for f in series.frames if f.iop is not None}
-    if len(orientations) > 1 and len(series.frames) <= 12:
-        return "localiser (several orientations in few images)"
+    orientations = Counter(tuple(np.round(f.iop, 3)) for f in series.frames if f.iop is not None)
+    if len(orientations) > 1 and max(orientations.values()) < 0.75 * len(series.frames):
+        return "localiser (images in several orientations)"
     if series.b_value:
         return f"diffusion-weighted (b = {series.b_value:g})"
     if itype & {"DIFFUSION", "ADC", "TRACEW", "FA"}:
