@@ -35,7 +35,11 @@ from ..types import Study
 MAP_NAMES = ("pe", "max_enhancement", "ser", "washin", "washout", "ttp")
 CURVE_NAMES = {0: "none", 1: "persistent", 2: "plateau", 3: "washout"}
 EARLY_TARGET_S = 90.0
-_SLAB_VOXELS = 1 << 21
+#: curve-type defaults: enhancing = PE >= 50 %, BI-RADS band +-10 %, background 0.1 x P95(pre)
+CURVE_MIN_ENHANCEMENT_PCT = 50.0
+CURVE_BAND_PCT = 10.0
+CURVE_BACKGROUND_FRACTION = 0.1
+_CHUNK_VOXELS = 1 << 16
 
 
 def check_study(study: Study) -> None:
@@ -61,9 +65,8 @@ def phase_indices(times: np.ndarray) -> tuple[int, int, int]:
     return 0, early, t.size - 1
 
 
-def _slabs(nz: int, plane: int) -> list[slice]:
-    step = max(1, _SLAB_VOXELS // max(plane, 1))
-    return [slice(z, min(z + step, nz)) for z in range(0, nz, step)]
+def _chunks(n: int, step: int = _CHUNK_VOXELS) -> list[slice]:
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def _map_threads(func, slabs: list[slice]) -> None:  # type: ignore[no-untyped-def]
@@ -74,8 +77,14 @@ def _map_threads(func, slabs: list[slice]) -> None:  # type: ignore[no-untyped-d
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    half = (len(slabs) + 1) // 2  # two contiguous halves: few tasks, little scheduling overhead
+
+    def many(part: list[slice]) -> None:
+        for s in part:
+            func(s)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(func, slabs))
+        list(pool.map(many, [slabs[:half], slabs[half:]]))
 
 
 def subtractions(study: Study) -> np.ndarray:
@@ -110,7 +119,10 @@ def mip(
 
 
 def enhancement_maps(study: Study, *, threads: bool = True) -> dict[str, np.ndarray]:
-    """PE, max enhancement, SER, wash-in, washout, time to peak (float32) and ``mask`` (bool).
+    """PE, max enhancement, SER, wash-in, washout, time to peak (float32), ``mask`` (bool), ``curve_type``.
+
+    ``curve_type`` is the int8 map of :func:`curve_types` with its default thresholds, computed
+    in the same pass because the pass over memory is what costs.
 
     See the module docstring for the definitions; ``early``/``late`` phase indices and times are
     recorded in the returned dict's companion :func:`phase_indices`.
@@ -120,39 +132,67 @@ def enhancement_maps(study: Study, *, threads: bool = True) -> dict[str, np.ndar
     t = study.times
     i_pre, i_early, i_late = phase_indices(t)
     shape = study.shape
-    out = {name: np.zeros(shape, np.float32) for name in MAP_NAMES}
-    mask = np.zeros(shape, bool)
-    dt_early_min = np.float32((t[i_early] - t[i_pre]) / 60.0)
+    out = {name: np.empty(shape, np.float32) for name in MAP_NAMES}
+    mask = np.empty(shape, bool)
+    inv_dt_min = np.float32(60.0 / (t[i_early] - t[i_pre]))
     t_post = (t[1:] - t[0]).astype(np.float32)
     nan_seen = [False]
 
-    def work(s: slice) -> None:
-        pre = data[i_pre, s]
-        early = data[i_early, s]
-        late = data[i_late, s]
-        post = data[1:, s]
-        peak = post.max(axis=0)
-        valid = pre > 0
-        if np.isnan(peak).any() or np.isnan(pre).any():
-            nan_seen[0] = True
-            valid &= np.isfinite(post).all(axis=0) & np.isfinite(pre)
-        safe_pre = np.where(valid, pre, np.float32(1.0))
-        e_early = early - pre
-        e_late = late - pre
-        pe = np.float32(100.0) * e_early / safe_pre
-        out["pe"][s] = np.where(valid, pe, 0)
-        out["max_enhancement"][s] = np.where(valid, np.float32(100.0) * (peak - pre) / safe_pre, 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ser = np.where(e_late > 0, e_early / e_late, np.float32(10.0))
-            wo = np.float32(100.0) * (early - late) / np.where(early > 0, early, np.float32(1.0))
-        out["ser"][s] = np.where(valid & (e_early > 0), np.clip(ser, 0, 10), 0)
-        out["washin"][s] = np.where(valid, pe / dt_early_min, 0)
-        out["washout"][s] = np.where(valid, wo, 0)
-        out["ttp"][s] = np.where(valid, t_post[np.nan_to_num(post, nan=-np.inf).argmax(axis=0)], 0)
-        mask[s] = valid
+    curve = np.empty(shape, np.int8)
+    bg = _background_level(data[i_pre], CURVE_BACKGROUND_FRACTION)
+    flat = data.reshape(data.shape[0], -1)
+    cflat = curve.reshape(-1)
+    oflat = {name: arr.reshape(-1) for name, arr in out.items()}
+    mflat = mask.reshape(-1)
 
-    slabs = _slabs(shape[0], shape[1] * shape[2])
-    (_map_threads if threads else lambda f, ss: [f(x) for x in ss])(work, slabs)
+    def work(s: slice) -> None:
+        # Chunks of 64k voxels keep every temporary in the CPU cache (numexpr's trick by hand): the
+        # study is ~1 GB, so memory traffic, not arithmetic, sets the time. Invalid voxels get 0
+        # through inv_pre = 0.
+        pre = flat[i_pre, s]
+        early = flat[i_early, s]
+        late = flat[i_late, s]
+        peak = flat[1, s].copy()
+        idx = np.zeros(peak.shape, np.uint8)
+        for p in range(2, data.shape[0]):
+            brighter = flat[p, s] > peak
+            np.maximum(peak, flat[p, s], out=peak)  # propagates NaN: one check below finds any
+            np.copyto(idx, p - 1, where=brighter)
+        valid = np.greater(pre, 0, out=mflat[s])
+        has_nan = bool(np.isnan(peak).any() or np.isnan(pre).any())
+        if has_nan:
+            nan_seen[0] = True
+            valid &= np.isfinite(flat[1:, s]).all(axis=0)
+        inv_pre = np.zeros(pre.shape, np.float32)
+        np.divide(np.float32(100.0), pre, out=inv_pre, where=valid)
+        e_early = np.subtract(early, pre)
+        pe = np.multiply(e_early, inv_pre, out=oflat["pe"][s])
+        np.multiply(np.subtract(peak, pre, out=peak), inv_pre, out=oflat["max_enhancement"][s])
+        np.multiply(pe, inv_dt_min, out=oflat["washin"][s])
+        e_late = np.subtract(late, pre)
+        ser = oflat["ser"][s]
+        ser.fill(10.0)
+        np.divide(e_early, e_late, out=ser, where=e_late > 0)
+        np.clip(ser, 0, 10, out=ser)
+        ser *= (e_early > 0) & valid
+        wo = oflat["washout"][s]
+        wo.fill(0.0)
+        np.divide(np.subtract(early, late, out=e_late), early, out=wo, where=valid & (early > 0))
+        wo *= np.float32(100.0)
+        ttp = oflat["ttp"][s]
+        np.take(t_post, idx, out=ttp)
+        ttp *= valid
+        if has_nan:
+            for name in MAP_NAMES:
+                np.copyto(oflat[name][s], 0, where=~valid)
+        ct = cflat[s]
+        ct.fill(2)
+        ct[wo < -CURVE_BAND_PCT] = 1
+        ct[wo > CURVE_BAND_PCT] = 3
+        ct *= (pe >= CURVE_MIN_ENHANCEMENT_PCT) & (pre >= bg)
+
+    chunks = _chunks(flat.shape[1])
+    (_map_threads if threads else lambda f, ss: [f(x) for x in ss])(work, chunks)
     if nan_seen[0]:
         warnings.warn(
             f"The study has NaN voxels; {int((~mask).sum())} voxels are masked out of the kinetic maps.",
@@ -164,6 +204,7 @@ def enhancement_maps(study: Study, *, threads: bool = True) -> dict[str, np.ndar
             "No voxel has a positive, finite pre-contrast signal; the study cannot carry kinetics."
         )
     out["mask"] = mask  # type: ignore[assignment]
+    out["curve_type"] = curve
     return out
 
 
@@ -176,23 +217,33 @@ def classify_curves(
     return np.where(enhancing, codes, 0).astype(np.int8)
 
 
+def _background_level(pre: np.ndarray, fraction: float) -> float:
+    """``fraction`` x the 95th percentile of the pre-contrast image (a sample of its slices)."""
+    sample = pre[:: max(1, pre.shape[0] // 8)]
+    finite = sample[np.isfinite(sample)]
+    return fraction * float(np.percentile(finite, 95)) if finite.size else 0.0
+
+
 def curve_types(
     study: Study,
     maps: dict[str, np.ndarray] | None = None,
     *,
-    min_enhancement_pct: float = 50.0,
-    band_pct: float = 10.0,
-    background_fraction: float = 0.1,
+    min_enhancement_pct: float = CURVE_MIN_ENHANCEMENT_PCT,
+    band_pct: float = CURVE_BAND_PCT,
+    background_fraction: float = CURVE_BACKGROUND_FRACTION,
 ) -> np.ndarray:
     """Per-voxel curve type: int8 0 none/non-enhancing, 1 persistent, 2 plateau, 3 washout.
 
     Voxels whose pre-contrast signal is below ``background_fraction`` x the 95th percentile of
     the pre-contrast image (air, noise) count as non-enhancing: their PE is noise over noise.
+    With the default thresholds the map computed by :func:`enhancement_maps` is reused.
     """
     maps = maps if maps is not None else enhancement_maps(study)
+    defaults = (CURVE_MIN_ENHANCEMENT_PCT, CURVE_BAND_PCT, CURVE_BACKGROUND_FRACTION)
+    if "curve_type" in maps and (min_enhancement_pct, band_pct, background_fraction) == defaults:
+        return maps["curve_type"]
     pre = study.data[0]
-    sample = pre[:: max(1, pre.shape[0] // 8)]
-    bg = background_fraction * float(np.nanpercentile(sample, 95))
+    bg = _background_level(pre, background_fraction)
     pe = np.where(pre >= bg, maps["pe"], 0)
     return classify_curves(pe, -maps["washout"], min_enhancement_pct, band_pct)
 

@@ -60,6 +60,9 @@ def test_curve_types_recover_lesions(synth) -> None:  # type: ignore[no-untyped-
     study, truth = synth
     ct = k.curve_types(study)
     assert ct.dtype == np.int8
+    # the map made in enhancement_maps' pass equals the one classified afterwards
+    maps = {key: v for key, v in k.enhancement_maps(study).items() if key != "curve_type"}
+    np.testing.assert_array_equal(ct, k.curve_types(study, maps))
     codes = {"persistent": 1, "plateau": 2, "washout": 3}
     for les in truth.lesions:
         inside = ct[truth.label_mask == les["id"]]
