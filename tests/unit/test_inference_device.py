@@ -1,0 +1,119 @@
+"""Device choice and the out-of-memory fallback (OOM is simulated: CI has no GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_breastmri import progress
+from napari_breastmri.inference import device as dev
+from napari_breastmri.inference.pipeline import analyze
+
+from .test_models_helpers import OOMNet, blob_study, threshold_package
+
+OOM = torch.cuda.OutOfMemoryError
+
+
+def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BREASTMRI_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dev.pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert dev.pick_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert dev.pick_device().type == "cpu"
+    assert dev.pick_device("cpu").type == "cpu"
+    monkeypatch.setenv("BREASTMRI_DEVICE", "cpu")
+    assert dev.pick_device(None).type == "cpu"
+
+
+def test_asking_for_an_absent_gpu_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(dev.DeviceUnavailable, match="--device cpu"):
+        dev.pick_device("cuda")
+
+
+def test_autocast_only_on_cuda() -> None:
+    import contextlib
+
+    assert isinstance(dev.autocast(torch.device("cpu")), contextlib.nullcontext)
+
+
+def test_oom_halves_the_batch_then_falls_back_to_cpu() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def work(device: torch.device, batch: int) -> str:
+        seen.append((device.type, batch))
+        if device.type == "cuda":
+            raise OOM("CUDA out of memory (simulated)")
+        return "done"
+
+    result, report = dev.run_with_fallback(work, device=torch.device("cuda"), batch_size=4)
+    assert result == "done"
+    assert seen == [("cuda", 4), ("cuda", 2), ("cuda", 1), ("cpu", 1)]
+    assert report.device == "cpu" and report.requested == "cuda"
+    assert "fell back to the CPU" in report.message and "retried with 2" in report.message
+
+
+def test_oom_recovers_with_a_smaller_batch_on_the_same_device() -> None:
+    def work(device: torch.device, batch: int) -> int:
+        if batch > 1:
+            raise RuntimeError("MPS backend out of memory (simulated)")
+        return batch
+
+    result, report = dev.run_with_fallback(work, device=torch.device("mps"), batch_size=3)
+    assert result == 1 and report.device == "mps" and len(report.messages) == 1
+
+
+def test_oom_on_cpu_with_one_window_is_a_clear_error_and_other_errors_pass_through() -> None:
+    def oom(device: torch.device, batch: int) -> None:
+        raise OOM("simulated")
+
+    with pytest.raises(dev.OutOfMemory, match="even on the CPU"):
+        dev.run_with_fallback(oom, device=torch.device("cpu"), batch_size=1)
+
+    def broken(device: torch.device, batch: int) -> None:
+        raise ValueError("not memory")
+
+    with pytest.raises(ValueError):
+        dev.run_with_fallback(broken, device=torch.device("cuda"), batch_size=2)
+
+
+def test_generator_fallback_restarts_and_reports() -> None:
+    def work(device: torch.device, batch: int):
+        yield progress.Progress("x", 0.5, "")
+        if device.type == "cuda":
+            raise OOM("simulated")
+        return device.type
+
+    steps: list[str] = []
+    result, report = progress.run(
+        dev.run_with_fallback_gen(work, device=torch.device("cuda"), batch_size=2),
+        lambda p: steps.append(p.message),
+    )
+    assert result == "cpu" and report.device == "cpu"
+    assert any("fell back to the CPU" in s for s in steps)
+
+
+def test_pipeline_retries_with_smaller_sliding_window_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake model that runs out of memory above one window per batch: the run still completes."""
+    study, labels = blob_study()
+    pkg = threshold_package(tmp_path, sw_batch_size=4)
+    fake = OOMNet(max_batch=1)
+    monkeypatch.setattr(pkg, "build", lambda device="cpu": fake)
+    findings = progress.run(analyze(study, [pkg], device="cpu"))
+    run = findings.models[0]
+    assert run.device == "cpu"
+    assert run.notes == [
+        "cpu out of memory with 4 windows per batch, retried with 2",
+        "cpu out of memory with 2 windows per batch, retried with 1",
+    ]
+    assert fake.calls[:2] == [4, 2] and set(fake.calls[2:]) == {1}
+    assert len(findings.lesions) == 2
+    assert np.array_equal(findings.label_mask > 0, labels > 0)
