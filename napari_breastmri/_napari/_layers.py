@@ -30,7 +30,13 @@ CURVE_COLORS = {0: "transparent", 1: "#4f8ff7", 2: "#f7d44f", 3: "#f74f4f"}
 CURVE_NAMES = {0: "none", 1: "persistent", 2: "plateau", 3: "washout"}
 #: ACRIN 6657 / I-SPY SER colour bins: (0, 0.9], (0.9, 1.0], (1.0, 1.3], (1.3, 1.75], (1.75, 3]
 SER_BINS = (0.0, 0.9, 1.0, 1.3, 1.75, 3.0)
-SER_COLORS = {1: "#3050ff", 2: "#b050ff", 3: "#30d030", 4: "#ff3030", 5: "#ffff40"}
+SER_COLORS = {
+    1: "#1f3fff",
+    2: "#8a2be2",
+    3: "#22b14c",
+    4: "#ff2020",
+    5: "#ffd700",
+}  # I-SPY colours, as kinetics.ftv
 SER_NAMES = {1: "SER <= 0.9", 2: "0.9-1.0", 3: "1.0-1.3", 4: "1.3-1.75", 5: "> 1.75"}
 #: colour maps for continuous kinetic maps (perceptual ones; diverging where the sign matters)
 MAP_COLORMAPS = {"pe": "viridis", "washin": "magma", "washout": "PiYG", "ttp": "plasma", "ktrans": "inferno"}

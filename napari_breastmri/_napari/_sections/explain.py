@@ -1,0 +1,206 @@
+"""Explain section: method, target and layer; the heatmap as an image layer with opacity and
+threshold sliders; per-phase bars; the faithfulness numbers with a plain-language reading; and a
+side-by-side comparison of two methods (grid mode).
+
+The heatmap comes from :func:`napari_breastmri.explain.explain_study` run in a worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSlider
+
+from ...types import Heatmap
+from .. import _layers, _plots
+from ._base import Section
+
+METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam", "scorecam")
+
+
+def faithfulness_text(scores: dict[str, float]) -> str:
+    """The numbers, then one plain-language line on how far to trust the heatmap (pure)."""
+    if not scores:
+        return "No faithfulness numbers for this heatmap."
+    nums = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items()))
+    verdicts = []
+    dele, ins = scores.get("deletion_auc"), scores.get("insertion_auc")
+    if dele is not None and ins is not None:
+        verdicts.append(
+            "removing the hot region lowers the score fast"
+            if dele < ins
+            else "removing the hot region barely changes the score: read it with care"
+        )
+    rand = scores.get("randomisation_spearman", scores.get("randomization_rank_correlation"))
+    if rand is not None:
+        verdicts.append(
+            "it depends on the trained weights"
+            if abs(rand) < 0.5
+            else "a random model gives a similar map: do not trust it"
+        )
+    pg = scores.get("pointing_game")
+    if pg is not None:
+        verdicts.append("its peak lies on the lesion" if pg >= 0.5 else "its peak misses the lesion")
+    reading = "; ".join(verdicts) if verdicts else "see docs/explanations.md for how to read these"
+    return f"{nums}. In plain words: {reading}."
+
+
+class ExplainSection(Section):
+    title = "Explain"
+
+    def build(self) -> None:
+        grid = [
+            ("Method", QComboBox()),
+            ("Compare with", QComboBox()),
+            ("Model", QComboBox()),
+            ("Target", QComboBox()),
+        ]
+        self.method, self.method2, self.model, self.target = (w for _, w in grid)
+        self.method.addItems(METHODS)
+        self.method2.addItems(["(none)", *METHODS])
+        self.target.setEditable(True)
+        self.target.setToolTip("A class name, 'lesion:N' for a detected lesion, or empty for the top class")
+        for name, widget in grid:
+            row = QHBoxLayout()
+            row.addWidget(QLabel(name))
+            row.addWidget(widget, 1)
+            self.column.addLayout(row)
+        row = QHBoxLayout()
+        self.layer_name = QLineEdit()
+        self.layer_name.setPlaceholderText("target layer (from the model card)")
+        row.addWidget(QLabel("Layer"))
+        row.addWidget(self.layer_name)
+        self.column.addLayout(row)
+        self.run_btn, self.cancel_btn = self.buttons(
+            ("Explain", self.run, "Compute the heatmap in the background"),
+            ("Cancel", self.cancel, "Stop; nothing half-made is added"),
+        )
+        self.cancel_btn.setEnabled(False)
+        self.status = self.label("")
+        self.opacity = self._slider("Opacity", 50, self._style_layers)
+        self.threshold = self._slider("Threshold", 0, self._style_layers)
+        self.canvas = _plots.canvas(3.6, 1.6)
+        self.column.addWidget(self.canvas)
+        self.faith = self.label("")
+        self.jobs: list[Any] = []
+        self.state.findings_changed.connect(self._on_findings)
+        self.state.heatmap_added.connect(self.show_heatmap_info)
+
+    def _slider(self, name: str, value: int, slot) -> QSlider:
+        row = QHBoxLayout()
+        s = QSlider(Qt.Horizontal)
+        s.setRange(0, 100)
+        s.setValue(value)
+        s.valueChanged.connect(lambda *_: slot())
+        row.addWidget(QLabel(name))
+        row.addWidget(s)
+        self.column.addLayout(row)
+        return s
+
+    def _on_findings(self, findings: Any) -> None:
+        self.model.clear()
+        self.target.clear()
+        if findings is None:
+            return
+        for run in findings.models:
+            self.model.addItem(f"{run.name} v{run.version} ({run.task}/{run.target})", run)
+        self.target.addItem("")
+        for pred in findings.case_predictions.values():
+            self.target.addItems(list(pred.probabilities))
+        self.target.addItems([f"lesion:{les.id}" for les in findings.lesions])
+        if findings.heatmaps:
+            self.show_heatmap_info(findings.heatmaps[-1])
+
+    # ----- running --------------------------------------------------------------------------
+    def run(self) -> list[Any]:
+        from .._worker import ProgressClock, start
+
+        study, findings, run = self.state.study, self.state.findings, self.model.currentData()
+        if study is None or findings is None or run is None:
+            self.status.setText("Run a model first, then explain it.")
+            return []
+        methods = [self.method.currentText()]
+        if self.method2.currentText() != "(none)":
+            methods.append(self.method2.currentText())
+        target = self.target.currentText().strip() or None
+        layer = self.layer_name.text().strip() or None
+        results: list[Heatmap] = []
+        self.jobs = []
+        clock = ProgressClock()
+
+        def factory_for(method: str):
+            def factory(should_cancel):
+                from ...explain import explain_study
+                from ...models import registry
+
+                pkg = registry.resolve(f"{run.name}@{run.version}")
+                kwargs = {"target_layer": layer} if layer else {}
+                return (
+                    yield from explain_study(study, pkg, findings, method=method, target=target, **kwargs)
+                )
+
+            return factory
+
+        def done(hm: Heatmap) -> None:
+            results.append(hm)
+            if len(results) == len(methods):
+                self._add(results)
+
+        for method in methods:
+            job = start(
+                factory_for(method),
+                on_progress=lambda p: self.status.setText(clock.text(p)),
+                on_result=done,
+                on_error=self._failed,
+                on_cancelled=lambda: self.status.setText("Cancelled; nothing was added."),
+                on_finished=self._finished,
+            )
+            self.jobs.append(job)
+            self.dock.jobs.append(job)
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        return self.jobs
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            job.cancel()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.setText("Explanation failed (see the notification).")
+        self.dock.show_error(exc)
+
+    def _finished(self, _job: Any) -> None:
+        if all(not j.running for j in self.jobs):
+            self.run_btn.setEnabled(True)
+            self.cancel_btn.setEnabled(False)
+
+    def _add(self, heatmaps: list[Heatmap]) -> None:
+        for hm in heatmaps:
+            self.state.add_heatmap(hm)
+            self.dock.add_tuples([_layers.heatmap_layer(hm, reference=self.state.study.affine)])
+        self._style_layers()
+        self.status.setText(f"{len(heatmaps)} heatmap(s) added.")
+        if len(heatmaps) == 2:
+            self.compare(heatmaps)
+
+    def compare(self, heatmaps: list[Heatmap]) -> None:
+        """Two methods side by side: subtraction under each heatmap is not possible in napari's
+        grid (one layer per panel), so the grid shows heatmap | heatmap | subtraction."""
+        names = {_layers.heatmap_name(h) for h in heatmaps}
+        for layer in self.viewer.layers:
+            role = layer.metadata.get("breastmri", {}).get("role")
+            layer.visible = layer.name in names or role == "subtraction"
+        self.viewer.canvas.grid.enabled = True
+
+    def _style_layers(self) -> None:
+        for layer in self.dock.layers_with_role("heatmap"):
+            layer.opacity = self.opacity.value() / 100.0
+            layer.contrast_limits = (min(self.threshold.value() / 100.0, 0.99), 1.0)
+
+    def show_heatmap_info(self, hm: Heatmap) -> None:
+        if hm.phase_attribution:
+            _plots.phase_bars(self.canvas.figure, hm.phase_attribution)
+            self.canvas.draw_idle()
+        text = faithfulness_text(dict(hm.scores))
+        self.faith.setText(f"{hm.method} on {hm.target} ({hm.layer}): {text}")
