@@ -40,7 +40,9 @@ GENERATOR = "napari_breastmri.phantom 1"
 DEFAULT_SHAPE = {"conventional": (64, 256, 256), "ultrafast": (48, 192, 192)}
 DEFAULT_SPACING = {"conventional": (1.5, 0.8, 0.8), "ultrafast": (2.0, 1.0667, 1.0667)}
 #: study axis a takes canonical axis PERM[a]; FLIP lists study axes that run against canonical
-ORIENTATIONS = {"axial": ((0, 1, 2), ()), "sagittal": ((2, 0, 1), (1,))}
+#: (sagittal: slices run right to left and rows head to foot, so that the slice direction is the
+#: DICOM row x column normal and readers keep the slice order)
+ORIENTATIONS = {"axial": ((0, 1, 2), ()), "sagittal": ((2, 0, 1), (0, 1))}
 N_BINS = 8  # Ktrans heterogeneity levels per lesion
 K_LO, K_HI = 0.2, 2.0
 #: early-phase percent enhancement that counts a lesion voxel as enhancing (I-SPY FTV's 70 %)
@@ -94,6 +96,22 @@ def uid_from(*parts: Any) -> str:
     """A deterministic DICOM UID under the 2.25 (UUID-derived) root."""
     digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+
+def uid_root_seed(case_id: str, seed: int) -> str:
+    """The seed the DICOM writer derives a case's UIDs from (write.write_case passes it)."""
+    return f"phantom:{case_id}:{seed}"
+
+
+def dicom_uid(root_seed: str, *names: object) -> str:
+    """The UID io.dicom_write gives ``names`` under ``root_seed`` (so memory and files agree).
+
+    Mirrors io.dicom_write's seeded UIDs (pydicom generate_uid with entropy sources); a phantom
+    test checks that the written StudyInstanceUID equals ``Study.study_uid``.
+    """
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["napari-breastmri", repr(root_seed), *map(str, names)])
 
 
 def _canonical_grid(orientation, shape, spacing, protocol):
@@ -663,7 +681,8 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
         study_date=spec.study_date,
         institution="Synthetic Phantom Hospital (invented)",
     )
-    study_uid = uid_from("study", spec.case_id, spec.seed)
+    root = uid_root_seed(spec.case_id, spec.seed)
+    study_uid = dicom_uid(root, "study")
     study = Study(
         data=data,
         affine=affine,
@@ -684,7 +703,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
         phi=phi,
         source=f"phantom:{spec.seed}" + (":follow_up" if spec.exam == "follow_up" else ""),
         study_uid=study_uid,
-        series_uids=[uid_from("series", spec.case_id, spec.seed, lab) for lab in timing.labels],
+        series_uids=[dicom_uid(root, "series", p) for p in range(len(timing.labels))],
         meta={
             "case_id": spec.case_id,
             "demo_label": DEMO_LABEL,
@@ -697,13 +716,10 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
             "exam": spec.exam,
         },
     )
-    objs = ndimage.find_objects(label)
+    geom = lesion_geometry(label, len(spec.lesions))
     lesions_truth = []
     for i, les in enumerate(spec.lesions, start=1):
-        sl = objs[i - 1] if i - 1 < len(objs) else None
-        n_vox = int((label[sl] == i).sum()) if sl is not None else 0
-        bbox = [s.start for s in sl] + [s.stop for s in sl] if sl is not None else [0] * 6
-        com = ndimage.center_of_mass(label[sl] == i) if sl is not None else (0, 0, 0)
+        bbox, center, n_vox = geom[i - 1]
         lesions_truth.append(
             {
                 "id": i,
@@ -728,9 +744,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
                 "diameter_mm": round(les.diameter, 3),
                 "volume_ml": round(n_vox * vox_ml, 5),
                 "enhancing_volume_ml": round(enhancing.get(i - 1, 0) * vox_ml, 5),
-                "center_zyx": [round(float(c + s.start), 3) for c, s in zip(com, sl)]
-                if sl is not None
-                else None,
+                "center_zyx": center,
                 "mean_curve": [round(float(v), 3) for v in clean_curves[i - 1]],
             }
         )
@@ -773,6 +787,75 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
         "follow_up": None,
     }
     return PhantomCase(study=study, label_mask=label, truth=truth, tissue=tissue)
+
+
+def lesion_geometry(label: np.ndarray, n: int) -> list[tuple[list[int], list[float], int]]:
+    """(bbox [z0, y0, x0, z1, y1, x1] end exclusive, centre of mass (z, y, x), voxel count) per label."""
+    objs = ndimage.find_objects(label, max_label=n)
+    out = []
+    for i, sl in enumerate(objs, start=1):
+        if sl is None:
+            out.append(([0] * 6, [0.0, 0.0, 0.0], 0))
+            continue
+        inside = label[sl] == i
+        com = ndimage.center_of_mass(inside)
+        out.append(
+            (
+                [int(x.start) for x in sl] + [int(x.stop) for x in sl],
+                [round(float(c + x.start), 3) for c, x in zip(com, sl)],
+                int(inside.sum()),
+            )
+        )
+    return out
+
+
+def _unorient(arr: np.ndarray, orientation: str, lead: int = 0) -> np.ndarray:
+    """Inverse of :func:`_orient`: study grid back to the canonical axial grid."""
+    perm, flips = ORIENTATIONS[orientation]
+    out = arr
+    for a in flips:
+        out = np.flip(out, axis=lead + a)
+    inv = np.argsort(perm)
+    return np.transpose(out, tuple(range(lead)) + tuple(lead + int(p) for p in inv))
+
+
+def reorient(case: PhantomCase, orientation: str) -> PhantomCase:
+    """The same case re-sliced on another grid orientation (pixels permuted, truth re-derived)."""
+    current = case.truth["orientation"]
+    if orientation == current:
+        return case
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {sorted(ORIENTATIONS)}, got {orientation!r}")
+    perm, _ = ORIENTATIONS[current]
+    inv = np.argsort(perm)
+    cshape = tuple(int(case.study.shape[i]) for i in inv)
+    cspacing = tuple(float(case.study.spacing[i]) for i in inv)
+
+    def move(arr, lead=0):
+        return _orient(_unorient(arr, current, lead), orientation, lead)
+
+    label = move(case.label_mask)
+    affine = study_affine(cshape, cspacing, orientation)
+    study = replace(
+        case.study,
+        data=move(case.study.data, lead=1),
+        affine=affine,
+        meta={**case.study.meta, "orientation": orientation},
+    )
+    truth = {
+        **case.truth,
+        "orientation": orientation,
+        "shape": [int(v) for v in label.shape],
+        "spacing_mm": [round(float(v), 5) for v in study.spacing],
+        "affine": [[round(float(v), 6) for v in row] for row in affine],
+    }
+    geom = lesion_geometry(label, len(case.truth["lesions"]))
+    truth["lesions"] = [
+        {**les, "bbox": g[0], "center_zyx": g[1]} for les, g in zip(case.truth["lesions"], geom)
+    ]
+    fu = reorient(case.follow_up, orientation) if case.follow_up is not None else None
+    tissue = move(case.tissue) if case.tissue is not None else None
+    return PhantomCase(study=study, label_mask=label, truth=truth, follow_up=fu, tissue=tissue)
 
 
 __all__ = ["PhantomCase", "generate_case", "study_affine", "uid_from", "grid_coords"]
