@@ -499,7 +499,8 @@ def read_seg(
     labels = [str(item.SegmentLabel) for item in seg.SegmentSequence]
     for n, item in enumerate(seg.PerFrameFunctionalGroupsSequence, start=1):
         pos = item.PlanePositionSequence[0].ImagePositionPatient
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        ident = item if "SegmentIdentificationSequence" in item else seg.SharedFunctionalGroupsSequence[0]
+        number = int(ident.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         zi = int(round(float(world_to_voxel(affine, np.asarray(pos, dtype=float))[0])))
         if not 0 <= zi < out.shape[0]:
             raise ExportError(
@@ -638,7 +639,14 @@ def build_sr(study: Study, findings: Findings, source: SourceImages, seg: Any | 
         tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"lesion-{les.id}")
         kwargs: dict[str, Any] = {}
         if les.id in seg_numbers:
-            kwargs["referenced_segment"] = hd.sr.ReferencedSegment.from_segmentation(seg, seg_numbers[les.id])
+            # Built by hand: highdicom's from_segmentation() expects the segment identification per
+            # frame, but a one-segment SEG keeps it in the shared functional groups.
+            kwargs["referenced_segment"] = hd.sr.ReferencedSegment(
+                sop_class_uid=str(seg.SOPClassUID),
+                sop_instance_uid=str(seg.SOPInstanceUID),
+                segment_number=seg_numbers[les.id],
+                source_series=hd.sr.SourceSeriesForSegmentation(str(source.datasets[0].SeriesInstanceUID)),
+            )
         else:
             kwargs["referenced_regions"] = _box_regions(les, source)
         groups.append(
@@ -787,6 +795,36 @@ def _truth_from_meta(study: Study) -> tuple[dict | None, np.ndarray | None]:
                 mask = load_volume(folder / name)[0]
                 break
     return truth, None if mask is None else np.asarray(mask)
+
+
+def load_case_truth(case: str | os.PathLike[str], study: Study) -> tuple[dict | None, np.ndarray | None]:
+    """A phantom case folder's truth.json and its label mask on the study grid, or (None, None).
+
+    The mask is the file truth.json names under ``files.mask`` (the phantom writes it), else any
+    ``*mask*.nii*`` / ``*label*.nii*`` beside truth.json; it is resampled (nearest) when the study
+    was loaded on another grid (e.g. a reoriented NIfTI).
+    """
+    import json
+
+    from ..geometry import resample_to_grid, same_grid
+
+    path = Path(case)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "truth.json").is_file():
+        return None, None
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    files = truth.get("files") if isinstance(truth.get("files"), dict) else {}
+    candidates = [folder / files["mask"]] if files.get("mask") else []
+    candidates += sorted(folder.glob("*mask*.nii*")) + sorted(folder.glob("*label*.nii*"))
+    for candidate in candidates:
+        if candidate.is_file():
+            from .nifti import load_volume
+
+            vol, aff = load_volume(candidate)
+            if not same_grid(aff, study.affine, vol.shape, study.shape):
+                vol = resample_to_grid(vol, aff, study.affine, study.shape, order=0)
+            return truth, np.rint(vol).astype(np.int16)
+    return truth, None
 
 
 def findings_from_truth(

@@ -58,11 +58,12 @@ def load_findings_dir(folder: str | Path) -> tuple[Findings, dict]:
     return findings, doc
 
 
-def _findings_for_case(study: Study, from_truth: bool) -> Findings:
+def _findings_for_case(study: Study, case: Path, from_truth: bool) -> Findings:
     if from_truth:
-        from .export import findings_from_truth
+        from .export import findings_from_truth, load_case_truth
 
-        return findings_from_truth(study)
+        truth, mask = load_case_truth(case, study)
+        return findings_from_truth(study, truth, mask)
     try:
         from ..inference.pipeline import analyze
         from ..models.registry import available
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             study = load_study(study_path)
     else:
         study = load_study(args.study or src)
-        findings = _findings_for_case(study, args.from_truth)
+        findings = _findings_for_case(study, src, args.from_truth)
     files = progress.run(
         export_findings(study, findings, args.out, formats, case_id=args.case_id),
         progress.tqdm_printer("export"),

@@ -304,3 +304,56 @@ def test_seg_of_a_study_loaded_by_load_study(tmp_path: Path, layout: str) -> Non
     assert [p.name for p in files] == ["seg.dcm"]
     labels, _ = export.read_seg(files[0], study.shape, study.affine)
     assert np.array_equal(labels, exported_labels(findings))
+
+
+def test_one_segment_seg_and_sr(tmp_path: Path) -> None:
+    """A one-segment SEG keeps its segment identification in the shared groups: read and cite it."""
+    study = make_study()
+    findings = make_findings(study)
+    findings.lesions = findings.lesions[:1]
+    files = progress.run(export.export_findings(study, findings, tmp_path, ["seg", "sr"]))
+    labels, names = export.read_seg(files["seg"][-1], study.shape, study.affine)
+    assert names == ["Lesion 1"] and np.array_equal(labels, (findings.label_mask == 1).astype(np.int16))
+    items = _sr_items(pydicom.dcmread(files["sr"][-1]))
+    segs = [
+        it
+        for it in items
+        if it.ValueType == "IMAGE" and "ReferencedSegmentNumber" in it.ReferencedSOPSequence[0]
+    ]
+    assert [int(it.ReferencedSOPSequence[0].ReferencedSegmentNumber) for it in segs] == [1]
+
+
+def test_export_cli_on_a_phantom_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`breastmri export CASE --from-truth` writes the phantom truth in every format, then a findings
+    folder round-trips through the CLI too."""
+    from napari_breastmri.cli import main
+    from napari_breastmri.io import load_study
+    from napari_breastmri.phantom import generate_case, write_case
+
+    case_dir = write_case(generate_case(3, shape=(12, 40, 40)), tmp_path / "cases")
+    assert main(["export", str(case_dir), "--from-truth", "--out", str(tmp_path / "out")]) == 0
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"label_mask.nii.gz", "seg.dcm", "sr.dcm", "boxes.csv", "findings.json"} <= names
+    assert "source_dicom" not in names  # the case's own DICOM is referenced
+    study = load_study(case_dir)
+    truth, mask = export.load_case_truth(case_dir, study)
+    labels, _ = export.read_seg(tmp_path / "out" / "seg.dcm", study.shape, study.affine)
+    assert (labels > 0).sum() == (mask > 0).sum() > 0
+    assert export.read_duke_csv(tmp_path / "out" / "boxes.csv") == [les["bbox"] for les in truth["lesions"]]
+    # a findings folder (what analyze writes) exported again, with the study named explicitly
+    rc = main(
+        [
+            "export",
+            str(tmp_path / "out"),
+            "--format",
+            "seg",
+            "--study",
+            str(case_dir),
+            "--out",
+            str(tmp_path / "again"),
+        ]
+    )
+    assert rc == 0 and (tmp_path / "again" / "seg.dcm").is_file()
+    # without the study, SEG is refused with a clear message (exit code 2, one line)
+    rc = main(["export", str(tmp_path / "out"), "--format", "seg", "--out", str(tmp_path / "refused")])
+    assert rc == 2 and "need the source study" in capsys.readouterr().err
