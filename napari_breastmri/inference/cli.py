@@ -75,12 +75,31 @@ def _load_case(
         return case.study, follow, case.truth, np.asarray(case.label_mask)
     if not args.case:
         raise ModelPackageError("Give a CASE to analyse, or --demo for the synthetic phantom case.")
-    from ..io import load_study
 
-    study = load_study(args.case)
-    follow = load_study(args.follow_up) if args.follow_up else None
+    study = _load_path(Path(args.case))
+    follow = _load_path(Path(args.follow_up)) if args.follow_up else None
     truth, labels = _case_truth(Path(args.case), study)
     return study, follow, truth, labels
+
+
+def _load_path(case: Path) -> Study:
+    """io.load_study, plus the phantom's case-folder layout (truth.json naming dicom/ and nifti/)."""
+    from ..errors import UnsupportedInput
+    from ..io import load_study
+
+    try:
+        return load_study(case)
+    except UnsupportedInput:
+        files = {}
+        if (case / "truth.json").is_file():
+            files = json.loads((case / "truth.json").read_text(encoding="utf-8")).get("files") or {}
+        for key in ("dicom", "nifti"):
+            entry = files.get(key)
+            if isinstance(entry, str) and (case / entry).exists():
+                return load_study(case / entry)
+            if isinstance(entry, list) and entry:
+                return load_study([case / e for e in entry])
+        raise
 
 
 def _case_truth(case: Path, study: Study) -> tuple[dict | None, np.ndarray | None]:
@@ -90,7 +109,8 @@ def _case_truth(case: Path, study: Study) -> tuple[dict | None, np.ndarray | Non
     if not tj.is_file():
         return None, None
     truth = json.loads(tj.read_text(encoding="utf-8"))
-    candidates = [folder / str(truth.get("label_file", ""))] if truth.get("label_file") else []
+    mask_file = (truth.get("files") or {}).get("mask") or truth.get("label_file")
+    candidates = [folder / str(mask_file)] if mask_file else []
     candidates += sorted(folder.glob("*label*.nii*")) + sorted(folder.glob("*mask*.nii*"))
     for path in candidates:
         if path.is_file():

@@ -1,17 +1,19 @@
 """Sliding-window inference that yields between batches (so it can show progress and be cancelled).
 
-The windows, their overlap and the Gaussian importance map are MONAI's own
-(``dense_patch_slices``, ``compute_importance_map``), and the blending is MONAI's (weighted sum of
-the network's raw outputs divided by the summed weights), so the result equals
+The windows, their overlap, the padding and the Gaussian importance map follow MONAI's
+``dense_patch_slices`` and ``compute_importance_map`` rule for rule, and the blending is MONAI's
+(weighted sum of the network's raw outputs divided by the summed weights), so the result equals
 ``monai.inferers.sliding_window_inference(..., mode="gaussian")`` on the same input; the tests
-check that. What we add is the loop as a generator: a Progress after every batch of windows and
-a ``should_cancel()`` check there, which a single MONAI call cannot give.
+check that against MONAI itself. What we add is the loop as a generator: a Progress after every
+batch of windows and a ``should_cancel()`` check there, which a single MONAI call cannot give.
+The two helpers are re-stated here (30 lines) rather than imported because importing
+``monai.data`` costs seconds of CPU at start-up, a large share of a one-case ``analyze``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled
 from ..types import Progress
@@ -26,6 +28,34 @@ def scan_interval(image_size: Sequence[int], roi: Sequence[int], overlap: float)
     for size, r in zip(image_size, roi):
         out.append(int(r) if size == r else max(1, int(r * (1 - overlap))))
     return tuple(out)
+
+
+def window_slices(
+    image_size: Sequence[int], roi: Sequence[int], interval: Sequence[int]
+) -> list[tuple[slice, ...]]:
+    """MONAI's ``dense_patch_slices``: a regular grid of starts, the last one pulled back inside."""
+    import itertools
+    import math
+
+    starts = []
+    for size, r, step in zip(image_size, roi, interval):
+        num = int(math.ceil(float(size) / step)) if step else 1
+        count = next((d + 1 for d in range(num) if d * step + r >= size), 1)
+        starts.append([i * step - max(i * step + r - size, 0) for i in range(count)])
+    return [tuple(slice(s, s + r) for s, r in zip(combo, roi)) for combo in itertools.product(*starts)]
+
+
+def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125, device: Any = "cpu") -> torch.Tensor:
+    """MONAI's ``compute_importance_map(mode="gaussian")``: separable Gaussian, clamped at >= 1e-3."""
+    import torch
+
+    weight: torch.Tensor | None = None
+    for i, r in enumerate(roi):
+        x = torch.arange(-(r - 1) / 2.0, (r - 1) / 2.0 + 1, dtype=torch.float, device=device)
+        g = torch.exp(x**2 / (-2 * (r * sigma_scale) ** 2))
+        weight = g if weight is None else weight.unsqueeze(-1) * g[(None,) * i]
+    assert weight is not None
+    return torch.clamp(weight, min=max(float(weight.min()), 1e-3))
 
 
 def sliding_window(
@@ -47,7 +77,6 @@ def sliding_window(
     """
     import torch
     import torch.nn.functional as F
-    from monai.data.utils import compute_importance_map, dense_patch_slices
 
     device = device or image.device
     roi = tuple(int(r) for r in roi_size)
@@ -59,9 +88,8 @@ def sliding_window(
         pad.extend([diff // 2, diff - diff // 2])
     x = F.pad(image[None], pad) if any(pad) else image[None]
     size = tuple(int(s) for s in x.shape[2:])
-    slices = dense_patch_slices(size, roi, scan_interval(size, roi, overlap))
-    weight = compute_importance_map(roi, mode="gaussian", sigma_scale=sigma_scale, device=device)
-    weight = weight.to(device=device, dtype=torch.float32)[None, None]
+    slices = window_slices(size, roi, scan_interval(size, roi, overlap))
+    weight = gaussian_importance(roi, sigma_scale, device).to(dtype=torch.float32)[None, None]
     out: torch.Tensor | None = None
     count = torch.zeros((1, 1, *size), dtype=torch.float32, device=device)
     n = len(slices)

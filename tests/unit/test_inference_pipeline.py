@@ -211,3 +211,18 @@ def test_explain_hook_degrades_to_a_warning_when_unavailable(
     pkg = save_package(tmp_path / "cam", card, ThresholdNet(), fmt="torchscript")
     findings = progress.run(analyze(study, [pkg], explain="gradcam"))
     assert findings.heatmaps == [] and any("explain_study" in w for w in findings.warnings)
+
+
+@pytest.mark.parametrize(
+    ("size", "roi", "overlap"), [((40, 33, 16), (16, 16, 16), 0.5), ((7, 64, 20), (7, 32, 8), 0.25)]
+)
+def test_window_grid_and_weights_match_monai(size, roi, overlap) -> None:
+    from monai.data.utils import compute_importance_map, dense_patch_slices
+
+    from napari_breastmri.inference.sliding import gaussian_importance, scan_interval, window_slices
+
+    interval = scan_interval(size, roi, overlap)
+    assert window_slices(size, roi, interval) == dense_patch_slices(size, roi, interval)
+    assert torch.allclose(
+        gaussian_importance(roi), compute_importance_map(roi, mode="gaussian", sigma_scale=0.125)
+    )
