@@ -1,0 +1,326 @@
+"""Explain one model package on one study: a heatmap on the study grid with its faithfulness numbers.
+
+The CAM is computed on the *model grid* (the tensor and affine that ``prepare_input`` gives the
+network), upsampled there to the input grid, and then placed on the study grid through world
+space (``geometry.resample_to_grid``), so it lands on the same anatomy as the study's boxes and
+masks whatever the study's orientation. Segmenters and detectors are explained on one patch of
+the card's ``patch_size`` centred on the target lesion (the network sees patches in the pipeline
+too); classifiers on their whole input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BreastMRIError
+from ..geometry import resample_to_grid
+from ..types import Findings, Heatmap, Lesion, Progress, Study
+from . import faithfulness as fa
+
+
+class ExplanationError(BreastMRIError):
+    """A heatmap cannot be made for this model, target or layer (the message says which and why)."""
+
+
+#: ``scores`` levels: what explain_study computes beside the heatmap
+SCORE_LEVELS = ("none", "fast", "all")
+
+
+@dataclass
+class Explained:
+    """What explain_study computed on the model grid (kept for figures and evaluation)."""
+
+    heatmap: Heatmap
+    model_cam: np.ndarray
+    model_affine: np.ndarray
+    x: Any
+    target: Any
+    curves: dict[str, Any] | None = None
+
+
+def _open(package: Any) -> Any:
+    if hasattr(package, "card") and hasattr(package, "build"):
+        return package
+    from ..models.package import load_package
+
+    return load_package(package)
+
+
+def _device(device: Any) -> Any:
+    from ..inference.device import pick_device
+
+    return pick_device(device)
+
+
+def _class_index(card: Any, name: str) -> int:
+    classes = list(card.outputs.classes)
+    if name in classes:
+        return classes.index(name)
+    lowered = {str(v).lower(): k for k, v in card.outputs.display_names.items()}
+    if name.lower() in lowered and lowered[name.lower()] in classes:
+        return classes.index(lowered[name.lower()])
+    raise ExplanationError(f"Model {card.label} has no class {name!r}; its classes are {', '.join(classes)}.")
+
+
+def _foreground_channel(card: Any, n_out: int) -> int:
+    names = list(card.outputs.classes)
+    if card.outputs.activation == "sigmoid":
+        return names.index("lesion") if "lesion" in names and len(names) == n_out else n_out - 1
+    if card.outputs.activation == "softmax" and names and names[0] == "background":
+        return 1 if n_out > 1 else 0
+    return n_out - 1
+
+
+def _pick_lesion(findings: Findings | None, card: Any, target: Any) -> Lesion | None:
+    if findings is None or not findings.lesions:
+        return None
+    if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.startswith("lesion:")):
+        lesion_id = int(str(target).split(":")[-1])
+        try:
+            return findings.lesion(lesion_id)
+        except KeyError as err:
+            raise ExplanationError(
+                f"There is no lesion {lesion_id} in the findings; pick one of the listed ids."
+            ) from err
+    own = [les for les in findings.lesions if les.source.endswith(card.label)] or findings.lesions
+    live = [les for les in own if les.status != "rejected"] or own
+    return max(live, key=lambda les: les.score)
+
+
+def _lesion_mask_model(
+    lesion: Lesion, findings: Findings, study: Study, m_affine: np.ndarray, m_shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, list[int]]:
+    """The lesion's mask (when it has one) and box on the model grid."""
+    box = fa.box_to_grid(lesion.bbox, study.affine, m_affine, m_shape)
+    mask = None
+    if lesion.label and findings.label_mask is not None:
+        on_study = (np.asarray(findings.label_mask) == lesion.label).astype(np.float32)
+        mask = resample_to_grid(on_study, study.affine, m_affine, m_shape, order=0) > 0.5
+        if not mask.any():
+            mask = None
+    return mask, box
+
+
+def _window(
+    shape: tuple[int, ...], centre: np.ndarray, patch: list[int]
+) -> tuple[list[tuple[int, int]], list[slice]]:
+    """Padding (per axis, before/after) and the patch's slices in the padded grid, around ``centre``."""
+    pads, slices = [], []
+    for s, c, p in zip(shape, centre, patch):
+        total = max(0, p - s)
+        before = total // 2
+        pads.append((before, total - before))
+        padded = s + total
+        start = int(np.clip(round(c + before - p / 2), 0, padded - p))
+        slices.append(slice(start, start + p))
+    return pads, slices
+
+
+def _resolve_target(
+    card: Any, model: Any, x: Any, study: Study, findings: Findings | None, target: Any, m_affine
+):
+    """(target object, description, centre on the model grid or None, lesion mask on study grid or None)."""
+    import torch
+
+    from ._torch_cam import BoxTarget, ClassTarget, RegionTarget
+
+    if target is not None and callable(target) and hasattr(target, "probability"):
+        return target, target.describe(), None, None
+    if card.task == "classify":
+        if target is None:
+            pred = findings.case_predictions.get(card.target) if findings is not None else None
+            if pred is not None and pred.top_class in card.outputs.classes:
+                name = pred.top_class
+            else:
+                with torch.no_grad():
+                    out = model(x[None].to(next(model.parameters()).device))
+                name = card.outputs.classes[int(out[0].argmax())]
+        else:
+            name = (
+                card.outputs.classes[int(target)]
+                if isinstance(target, (int, np.integer))
+                else str(target).removeprefix("class:")
+            )
+        idx = _class_index(card, name)
+        act = card.outputs.activation if card.outputs.activation in ("softmax", "sigmoid") else "none"
+        return ClassTarget(idx, name=name, activation=act), f"{card.target}={name}", None, None
+    if card.task not in ("segment", "detect"):
+        raise ExplanationError(
+            f"Model {card.label} is a {card.task} model; heatmaps are made for classify, segment and detect models."
+        )
+    lesion = _pick_lesion(findings, card, target)
+    if lesion is None:
+        return None, "", None, None
+    m_shape = tuple(int(s) for s in x.shape[1:])
+    mask, box = _lesion_mask_model(lesion, findings, study, m_affine, m_shape)
+    act = card.outputs.activation if card.outputs.activation in ("softmax", "sigmoid") else "none"
+    n_out = max(1, len(card.outputs.classes))
+    channel = _foreground_channel(card, n_out)
+    centre = np.array([(box[i] + box[i + 3] - 1) / 2 for i in range(3)])
+    study_mask = None
+    if findings is not None and findings.label_mask is not None and lesion.label:
+        study_mask = np.asarray(findings.label_mask) == lesion.label
+    if card.task == "segment" and mask is not None:
+        tgt = RegionTarget(channel, mask, name=f"lesion {lesion.id}", activation=act)
+        return tgt, f"lesion {lesion.id} (segmentation)", centre, study_mask
+    tgt = BoxTarget(box, m_shape, channel=channel, name=f"lesion {lesion.id}", activation=act)
+    return tgt, f"lesion {lesion.id} (box)", centre, study_mask
+
+
+def _crop_target(target: Any, pads, slices, m_shape) -> Any:
+    """The same target expressed on the padded-and-cropped patch grid."""
+    from ._torch_cam import BoxTarget, RegionTarget
+
+    if isinstance(target, BoxTarget):
+        n = len(m_shape)
+        box = [target.box[i] + pads[i][0] - slices[i].start for i in range(n)]
+        box += [target.box[i + n] + pads[i][0] - slices[i].start for i in range(n)]
+        patch = tuple(s.stop - s.start for s in slices)
+        box = [int(np.clip(v, 0, patch[i % n])) for i, v in enumerate(box)]
+        return BoxTarget(
+            box, patch, channel=target.channel, name=target.name, activation=target.activation, key=target.key
+        )
+    if isinstance(target, RegionTarget):
+        mask = np.pad(np.asarray(target.mask, bool), pads)[tuple(slices)]
+        return RegionTarget(
+            target.channel, mask, name=target.name, activation=target.activation, key=target.key
+        )
+    return target
+
+
+def explain_study(
+    study: Study,
+    package: Any,
+    findings: Findings | None = None,
+    method: str = "gradcam",
+    target: Any = None,
+    layer: str | None = None,
+    *,
+    device: Any = None,
+    scores: str = "fast",
+    truth_mask: np.ndarray | None = None,
+    keep: bool = False,
+) -> Generator[Progress, None, Heatmap | Explained | None]:
+    """A heatmap of ``package`` on ``study`` for ``target``, on the study grid, in [0, 1].
+
+    ``target``: None (the top predicted class of a classifier; the most confident lesion of a
+    segmenter/detector), a class name, a lesion id or "lesion:ID", or a target object from
+    :mod:`.cam`. ``layer`` overrides the card's ``cam.target_layer``. ``scores``: "none"; "fast"
+    (per-phase attribution and CAM x kinetics); "all" (also deletion/insertion against a random
+    order and the randomisation check). ``truth_mask`` (study grid) adds the pointing game.
+    Returns None (with a warning in ``findings``) when a segmenter/detector found no lesion.
+    ``keep=True`` returns an :class:`Explained` with the model-grid map and curves as well.
+    """
+    import torch
+
+    from ._torch_cam import compute_cam, find_layer
+
+    if scores not in SCORE_LEVELS:
+        raise ExplanationError(f"scores must be one of {', '.join(SCORE_LEVELS)}, not {scores!r}.")
+    yield Progress("explain", 0.0, "loading the model")
+    pkg = _open(package)
+    card = pkg.card
+    dev = _device(device)
+    model = pkg.build(dev)
+    x, m_affine = pkg.prepare_input(study)
+    x = x.detach().clone().float()
+    yield Progress("explain", 0.15, "choosing the target")
+    tgt, target_desc, centre, study_lesion = _resolve_target(
+        card, model, x, study, findings, target, m_affine
+    )
+    if tgt is None:
+        if findings is not None:
+            findings.warnings.append(f"No lesion from {card.label} to explain; no heatmap was made.")
+        return None
+    try:
+        layer_name, _ = find_layer(model, layer or card.cam.target_layer)
+    except ValueError as err:
+        raise ExplanationError(str(err)) from err
+    m_shape = tuple(int(s) for s in x.shape[1:])
+    xin, pads, slices = x, None, None
+    if card.task in ("segment", "detect") and card.inputs.patch_size:
+        pads, slices = _window(m_shape, centre, list(card.inputs.patch_size))
+        flat_pad = [p for pair in reversed(pads) for p in pair]
+        xin = torch.nn.functional.pad(x, flat_pad)[(slice(None), *slices)].contiguous()
+        tgt = _crop_target(tgt, pads, slices, m_shape)
+    yield Progress("explain", 0.25, f"{method} on {layer_name}")
+    try:
+        cam_in = compute_cam(model, xin, tgt, method, layer_name)
+    except ValueError as err:
+        raise ExplanationError(f"{method} could not run on {card.label}: {err}") from err
+    model_cam = cam_in
+    if pads is not None:
+        padded = np.zeros([s + a + b for s, (a, b) in zip(m_shape, pads)], np.float32)
+        padded[tuple(slices)] = cam_in
+        model_cam = padded[tuple(slice(a, a + s) for s, (a, _) in zip(m_shape, pads))]
+    on_study = np.clip(resample_to_grid(model_cam, m_affine, study.affine, study.shape, order=1), 0, None)
+    peak = float(on_study.max())
+    data = (on_study / peak if peak > 0 else on_study).astype(np.float32)
+    hm = Heatmap(
+        data=data,
+        affine=np.array(study.affine),
+        method=method,
+        target=target_desc,
+        layer=layer_name,
+        model=card.label,
+    )
+    if peak <= 0:
+        hm.scores["empty"] = 1.0
+    curves = None
+    if scores != "none":
+        yield Progress("explain", 0.5, "per-phase attribution")
+        from .attribution import phase_attribution
+
+        hm.phase_attribution = phase_attribution(model, xin, tgt, list(card.inputs.channels))
+        yield Progress("explain", 0.6, "CAM x kinetics")
+        hm.kinetics_share = _kinetics_share(study, data, findings, study_lesion)
+    if scores == "all":
+        yield Progress("explain", 0.7, "deletion and insertion")
+        cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt)
+        rand_curves = fa.deletion_insertion(model, xin, None, tgt)
+        hm.scores.update(
+            deletion_auc=cam_curves["deletion_auc"],
+            insertion_auc=cam_curves["insertion_auc"],
+            deletion_auc_random=rand_curves["deletion_auc"],
+            insertion_auc_random=rand_curves["insertion_auc"],
+        )
+        curves = {"cam": cam_curves, "random": rand_curves}
+        yield Progress("explain", 0.85, "randomisation check")
+        check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in)
+        hm.scores.update(
+            randomisation_spearman=check["randomisation_spearman"],
+            randomisation_flag=check["randomisation_flag"],
+        )
+        curves["randomisation"] = check
+    if truth_mask is not None:
+        hm.scores.update(fa.pointing_game(data, study.affine, truth_mask=truth_mask))
+    yield Progress("explain", 1.0, fa.describe(hm))
+    if keep:
+        return Explained(hm, model_cam, m_affine, x, tgt, curves)
+    return hm
+
+
+def _kinetics_share(
+    study: Study, data: np.ndarray, findings: Findings | None, lesion_mask: np.ndarray | None
+) -> dict[str, float]:
+    curve_map = None
+    if study.n_phases >= 3:
+        try:
+            from .. import kinetics
+
+            curve_map = kinetics.curve_types(study)
+        except (BreastMRIError, ValueError):
+            curve_map = None
+    if lesion_mask is None and findings is not None:
+        if findings.label_mask is not None and np.any(findings.label_mask):
+            lesion_mask = np.asarray(findings.label_mask) > 0
+        elif findings.lesions:
+            lesion_mask = np.zeros(study.shape, bool)
+            for les in findings.lesions:
+                z0, y0, x0, z1, y1, x1 = les.bbox
+                lesion_mask[z0:z1, y0:y1, x0:x1] = True
+    return fa.kinetics_share(data, curve_map, lesion_mask, fa.tissue_mask(study.data[0]))
