@@ -354,13 +354,74 @@ def _pixel_layout(ds: Any, fh_offset: int | None, path: Path) -> tuple[int | Non
     return start, dtype, (bits, stored)
 
 
+class _Fast:
+    """Attribute values straight from the raw bytes pydicom keeps until a value is first used.
+
+    Why: converting values through pydicom's element machinery was about half of the scan's CPU
+    time on a 960-file study; the ~25 text attributes we need per slice parse in microseconds
+    from their bytes. Anything unusual (big endian, a binary VR, an already converted element)
+    goes through pydicom as usual.
+    """
+
+    _BINARY = {"US", "UL", "SS", "SL", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "SQ", "UN"}
+
+    def __init__(self, ds: Any) -> None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+        from pydicom.dataelem import RawDataElement
+
+        self.ds = ds
+        self._raw_type = RawDataElement
+        self._tag = tag_for_keyword
+        self._vr = dictionary_VR
+        encoding = getattr(ds, "original_encoding", None) or (False, True)
+        self._fast = encoding[1] is True
+
+    def text(self, keyword: str) -> str | None:
+        tag = self._tag(keyword)
+        if tag is None or tag not in self.ds:
+            return None
+        elem = self.ds.get_item(tag)
+        if self._fast and isinstance(elem, self._raw_type):
+            vr = elem.VR or self._vr(tag)
+            if vr not in self._BINARY:
+                if elem.value is None:
+                    return ""
+                return elem.value.decode("latin-1").strip(" \x00")
+        value = self.ds[tag].value
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            return "\\".join(str(v) for v in value)
+        return str(value)
+
+    def num(self, keyword: str) -> float | None:
+        text = self.text(keyword)
+        if not text:
+            return None
+        try:
+            return float(text.split("\\")[0])
+        except ValueError:
+            return None
+
+    def nums(self, keyword: str, n: int) -> np.ndarray | None:
+        text = self.text(keyword)
+        if not text:
+            return None
+        try:
+            values = [float(v) for v in text.split("\\")]
+        except ValueError:
+            return None
+        return np.asarray(values) if len(values) == n else None
+
+
 def _frames_of(ds: Any, path: Path, fh_offset: int | None, series: Series) -> list[Frame]:
     offset, dtype, bits = _pixel_layout(ds, fh_offset, path)
+    h = _Fast(ds)
     common = {
         "path": path,
         "series_uid": series.uid,
-        "study_uid": str(ds.get("StudyInstanceUID", "")),
-        "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        "study_uid": h.text("StudyInstanceUID") or "",
+        "sop_uid": h.text("SOPInstanceUID") or "",
         "rows": int(ds.Rows),
         "cols": int(ds.Columns),
         "pixel_offset": offset,
@@ -369,34 +430,31 @@ def _frames_of(ds: Any, path: Path, fh_offset: int | None, series: Series) -> li
     }
     if "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, common)
-    philips = _philips_scale(ds)
-    date = ds.get("AcquisitionDate") or ds.get("SeriesDate") or ds.get("StudyDate")
-    acq_dt = _dt_seconds(None, ds.get("AcquisitionDateTime")) if ds.get("AcquisitionDateTime") else None
+    date = h.text("AcquisitionDate") or h.text("SeriesDate") or h.text("StudyDate")
+    acq_dt = _dt_seconds(None, h.text("AcquisitionDateTime")) if h.text("AcquisitionDateTime") else None
     if acq_dt is None:
-        acq_dt = _dt_seconds(date, ds.get("AcquisitionTime"))
-    content_dt = _dt_seconds(ds.get("ContentDate") or date, ds.get("ContentTime"))
-    ps = ds.get("PixelSpacing")
+        acq_dt = _dt_seconds(date, h.text("AcquisitionTime"))
+    content_dt = _dt_seconds(h.text("ContentDate") or date, h.text("ContentTime"))
+    ps = h.nums("PixelSpacing", 2)
+    instance = h.num("InstanceNumber")
+    n_temporal = h.num("NumberOfTemporalPositions")
     frame = Frame(
         frame=0,
-        iop=np.asarray([float(v) for v in ds.ImageOrientationPatient])
-        if ds.get("ImageOrientationPatient")
-        else None,
-        ipp=np.asarray([float(v) for v in ds.ImagePositionPatient])
-        if ds.get("ImagePositionPatient")
-        else None,
-        pixel_spacing=(float(ps[0]), float(ps[1])) if ps and len(ps) == 2 else None,
-        slope=_num(ds.get("RescaleSlope")) or 1.0,
-        intercept=_num(ds.get("RescaleIntercept")) or 0.0,
-        philips_scale=philips,
-        temporal=_num(ds.get("TemporalPositionIdentifier")),
-        trigger=_num(ds.get("TriggerTime")),
-        acq_number=_num(ds.get("AcquisitionNumber")),
+        iop=h.nums("ImageOrientationPatient", 6),
+        ipp=h.nums("ImagePositionPatient", 3),
+        pixel_spacing=(float(ps[0]), float(ps[1])) if ps is not None else None,
+        slope=h.num("RescaleSlope") or 1.0,
+        intercept=h.num("RescaleIntercept") or 0.0,
+        philips_scale=_philips_scale(ds) if "PHILIPS" in (h.text("Manufacturer") or "").upper() else None,
+        temporal=h.num("TemporalPositionIdentifier"),
+        trigger=h.num("TriggerTime"),
+        acq_number=h.num("AcquisitionNumber"),
         acq_dt=acq_dt,
         content_dt=content_dt,
-        instance=int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None,
-        thickness=_num(ds.get("SliceThickness")),
-        spacing_between=_num(ds.get("SpacingBetweenSlices")),
-        n_temporal=int(_num(ds.get("NumberOfTemporalPositions")) or 0) or None,
+        instance=int(instance) if instance is not None else None,
+        thickness=h.num("SliceThickness"),
+        spacing_between=h.num("SpacingBetweenSlices"),
+        n_temporal=int(n_temporal) if n_temporal else None,
         **common,
     )
     return [frame]

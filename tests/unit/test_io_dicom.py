@@ -203,6 +203,7 @@ def test_per_slice_rescale_and_philips_private_scaling(tmp_path: Path) -> None:
     assert_same_world(study, truth, atol=1.01)  # halving rounds to the nearest 2
 
     def philips(ds, path):
+        ds.Manufacturer = "Philips Medical Systems"  # the private scaling is read from Philips files only
         block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
         block.add_new(0x0E, "FL", 4.0)  # ScaleSlope
         block.add_new(0x0D, "FL", 0.0)
