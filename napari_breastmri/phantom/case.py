@@ -45,7 +45,7 @@ DEFAULT_SPACING = {"conventional": (1.5, 0.8, 0.8), "ultrafast": (2.0, 1.0667, 1
 ORIENTATIONS = {"axial": ((0, 1, 2), ()), "sagittal": ((2, 0, 1), (0, 1))}
 N_BINS = 8  # Ktrans heterogeneity levels per lesion
 K_LO, K_HI = 0.2, 2.0
-#: early-phase percent enhancement that counts a lesion voxel as enhancing (I-SPY FTV's 70 %)
+#: early-phase enhancement (fraction) that counts a lesion voxel as enhancing (I-SPY FTV's 70 %)
 ENHANCING_PE = 0.7
 INVENTED_NAMES = ["PHANTOM^ADA", "SYNTHETIC^BEA", "MODEL^CLEO", "DEMO^DORA", "FICTIVE^EVA", "PHANTOM^FAYE"]
 #: ~ relative SPGR signal of glandular tissue before contrast; sets the image scale
@@ -327,7 +327,14 @@ def _satellite(rng, idx: LesionSpec, aspec, anatomy, shape, spacing, taken) -> L
     """HER2-like associated non-mass enhancement near the index cancer, towards the nipple."""
     d = np.asarray(_toward_nipple(aspec, idx.side, idx.center))
     diam = float(rng.uniform(12.0, 22.0))
-    center = tuple(float(v) for v in np.asarray(idx.center) + d * (idx.diameter / 2 + diam / 2 + 3.0))
+    k = 1 if idx.side == "right" else 2
+    for _ in range(12):  # keep the segment inside the breast: shrink it and pull it closer
+        center = tuple(float(v) for v in np.asarray(idx.center) + d * (idx.diameter / 2 + diam / 2 + 2.0))
+        v = tuple(int(round(c / sp + (n - 1) / 2.0)) for c, sp, n in zip(center, spacing, shape))
+        inside = all(0 <= a < n for a, n in zip(v, shape)) and anatomy.breast[v] == k
+        if inside and anatomy.depth[v] >= 0.3 * diam + 3.0:
+            break
+        diam *= 0.85
     taken.append((center, diam / 2))
     return LesionSpec(
         kind="nme",
@@ -346,7 +353,7 @@ def _satellite(rng, idx: LesionSpec, aspec, anatomy, shape, spacing, taken) -> L
         heterogeneity=0.3,
         shape_seed=int(rng.integers(2**31)),
         rotation=_segment_rotation(d).tolist(),
-        axis_ratios=(1.0, 0.45, 0.4),
+        axis_ratios=(1.0, 0.6, 0.5),
         direction=tuple(d),
     )
 
@@ -375,7 +382,7 @@ def _dcis(rng, aspec, anatomy, shape, spacing, taken) -> LesionSpec:
         heterogeneity=0.3,
         shape_seed=int(rng.integers(2**31)),
         rotation=_segment_rotation(d).tolist(),
-        axis_ratios=(1.0, 0.45, 0.4),
+        axis_ratios=(1.0, 0.6, 0.5),
         direction=d,
     )
 
@@ -411,7 +418,7 @@ def _benign(rng, aspec, anatomy, shape, spacing, taken) -> LesionSpec:
             "benign with plateau/washout curve (documented exception)",
         )
     if kind == "fibrocystic":
-        ktrans *= 0.8
+        ktrans = rng.uniform(0.06, 0.1)
     center, r = place(rng, anatomy, aspec, shape, spacing, side, diam / 2.0, taken)
     taken.append((center, r))
     is_nme = kind == "fibrocystic"
@@ -550,6 +557,19 @@ def _paint(g, oidx, r, comp):
     ob[win] = comp[win] if isinstance(comp, np.ndarray) else comp
 
 
+def _core_index(label: np.ndarray, i: int, box, core: np.ndarray):
+    """Voxel indices of a lesion's core (>= 85 % lesion, its truth curve), else of its whole mask.
+
+    Why the core: at the soft edge a voxel is part fat, whose bright pre-contrast signal would
+    dilute the curve a reader measures in a lesion's centre.
+    """
+    core = core & (label[box] == i)
+    if core.sum() >= 3:
+        idx = np.nonzero(core)
+        return tuple(ix + b.start for ix, b in zip(idx, box))
+    return np.nonzero(label == i)
+
+
 def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     """Pixels, label mask and truth of a CaseSpec on the study grid."""
     shape, spacing = spec.shape, spec.spacing
@@ -566,13 +586,14 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
         r.frac *= in_body[r.box]
         _paint(g, oidx, r, C_NODE_POS if node.enhancing else C_NODE)
     rasters = [rasterise_lesion(les, shape, spacing) for les in spec.lesions]
+    cores: list = []
     breast = anatomy.breast > 0
     for r in rasters:
         if r.edema is not None:
             from .lesions import Raster
 
             _paint(g, oidx, Raster(r.box, r.edema * breast[r.box], r.kmult), C_EDEMA)
-    for i, (les, r) in enumerate(zip(spec.lesions, rasters), start=1):
+    for i, r in enumerate(rasters, start=1):
         r.frac *= breast[r.box] | (r.frac > 0.5)
         bins = np.clip(((r.kmult - K_LO) / (K_HI - K_LO) * N_BINS).astype(np.int16), 0, N_BINS - 1)
         comp = (C_LESION0 + (i - 1) * N_BINS + bins).astype(np.int16)
@@ -581,9 +602,9 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
         _paint(g, oidx, r, comp)
         lb = label[r.box]
         lb[r.frac >= 0.5] = i
-        if not (lb == i).any():  # a tiny lesion still owns its centre voxel
-            c = [int(round(cc / d + (n - 1) / 2.0)) for cc, d, n in zip(les.center, spacing, shape)]
-            label[tuple(c)] = i
+        cores.append((r.box, (r.frac >= 0.85) & (lb == i)))
+        if not (lb == i).any():  # a tiny lesion still owns its densest voxel
+            lb[np.unravel_index(int(np.argmax(r.frac)), r.frac.shape)] = i
 
     rng = np.random.default_rng(spec.noise_seed)
     amp = (IMAGE_SCALE * anatomy.bias * anatomy.pd_texture).astype(np.float32)
@@ -591,9 +612,9 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     n_ph = len(spec.timing.times)
     data = np.empty((n_ph, *shape), dtype=np.float32)
     fgt = anatomy.fgt
-    lesion_idx = [np.nonzero(label == i) for i in range(1, len(spec.lesions) + 1)]
+    lesion_idx = [_core_index(label, i, box, core) for i, (box, core) in enumerate(cores, start=1)]
     clean_curves = np.zeros((len(spec.lesions), n_ph))
-    early = _early_phase(spec.timing)
+    early = P.early_phase(spec.timing)
     pe_maps: dict[int, np.ndarray] = {}
     shifts = []
     for p in range(n_ph):
@@ -627,12 +648,6 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     tissue = anatomy.base.copy()
     tissue[fgt > 0.5] = N_BASE
     return _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts)
-
-
-def _early_phase(timing: P.Timing) -> int:
-    """The post phase nearest 150 s after injection (the early phase of FTV and PE)."""
-    post = np.flatnonzero(timing.times > timing.injection_s)
-    return int(post[np.argmin(np.abs(timing.times[post] - timing.injection_s - 150.0))])
 
 
 def _orient(arr: np.ndarray, orientation: str, lead: int = 0) -> np.ndarray:
@@ -762,7 +777,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
         "times_s": [float(t) for t in timing.times],
         "phase_labels": list(timing.labels),
         "injection_time_s": round(timing.injection_s, 3),
-        "early_phase": timing.labels[_early_phase(timing)],
+        "early_phase": timing.labels[P.early_phase(timing)],
         "acquisition": {k: v for k, v in acq.items()},
         "anatomy": {
             "density": spec.anatomy.density,

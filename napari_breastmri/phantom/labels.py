@@ -30,8 +30,8 @@ SUBTYPE_TRAITS: dict[str, dict] = {
     "luminal_a": {
         "diam": (8.0, 17.0),
         "shapes": {"spiculated": 0.65, "irregular": 0.2, "oval": 0.15},
-        "ktrans": (0.14, 0.28),
-        "ve": (0.52, 0.65),
+        "ktrans": (0.24, 0.4),
+        "ve": (0.42, 0.52),
         "vp": (0.01, 0.03),
         "het": (0.08, 0.2),
         "edema": 0.0,

@@ -221,10 +221,10 @@ def rasterise_lesion(spec: LesionSpec, shape, spacing) -> Raster:
 
 def _rasterise_nme(spec, rng, sl, u, q, box_shape, spacing, mean_r) -> Raster:
     """Non-mass enhancement: clumped enhancement inside a segment pointing at the nipple."""
-    region = _soft((1.0 - q) * mean_r, 2.0)
-    clumps = _smooth_noise(rng, box_shape, 0.9) + 0.4 * _smooth_noise(rng, box_shape, 2.5)
-    thr = 0.35 if spec.shape == "segmental" else 0.15
-    frac = region * np.clip((clumps - thr) / 0.5 + 0.5, 0.0, 1.0)
+    region = _soft((1.0 - q) * mean_r, 1.0)
+    clumps = _smooth_noise(rng, box_shape, 0.9) + 0.5 * _smooth_noise(rng, box_shape, 2.5)
+    thr = 0.0 if spec.shape == "segmental" else -0.4
+    frac = region * np.clip((clumps - thr) / 0.4 + 0.5, 0.0, 1.0)
     kmult = 1.0 + spec.heterogeneity * _smooth_noise(rng, box_shape, 1.0)
     return Raster(sl, frac.astype(np.float32), np.clip(kmult, 0.2, 2.0).astype(np.float32))
 

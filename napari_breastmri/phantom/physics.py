@@ -138,24 +138,24 @@ def signal_table(pd: np.ndarray, t10: np.ndarray, conc: np.ndarray, acq: dict) -
     return np.ascontiguousarray(s.T.astype(np.float32))
 
 
-def curve_type(signal: np.ndarray, timing: Timing, min_enhancement: float = 0.1) -> str:
-    """Kinetic curve type of a (noise-free) mean signal, the BI-RADS way.
+def curve_type(signal: np.ndarray, timing: Timing) -> str:
+    """Kinetic curve type of a noise-free mean signal, by the kinetics module's own rule.
 
-    Initial phase: the highest signal among the phases up to 150 s after injection (the first
-    post phase when none is that early). Delayed phase: the last phase. Change (late - early) /
-    early above +10 % is persistent, below -10 % washout, otherwise plateau; a curve whose
-    initial enhancement is under ``min_enhancement`` is "none".
+    The truth is classified with :func:`napari_breastmri.kinetics.classify_curves` on the phases
+    that :func:`napari_breastmri.kinetics.phase_indices` picks (early = nearest 90 s after the
+    pre-contrast phase, late = last; BI-RADS +-10 % band, enhancing = PE >= 50 %), so a map that
+    recovers the physics recovers the truth.
     """
     s = np.asarray(signal, dtype=float)
-    post = np.flatnonzero(timing.times > timing.injection_s)
-    early_idx = [i for i in post if timing.times[i] - timing.injection_s <= 150.0] or [int(post[0])]
-    early = float(max(s[i] for i in early_idx))
-    pre = float(s[0])
-    if pre <= 0 or (early - pre) / pre < min_enhancement:
+    i_pre, i_early, i_late = kin.phase_indices(timing.times)
+    if s[i_pre] <= 0 or s[i_early] <= 0:
         return "none"
-    change = (float(s[-1]) - early) / early
-    if change > 0.1:
-        return "persistent"
-    if change < -0.1:
-        return "washout"
-    return "plateau"
+    pe = 100.0 * (s[i_early] - s[i_pre]) / s[i_pre]
+    change = 100.0 * (s[i_late] - s[i_early]) / s[i_early]
+    code = int(kin.classify_curves(np.array([pe]), np.array([change]))[0])
+    return kin.CURVE_NAMES[code]
+
+
+def early_phase(timing: Timing) -> int:
+    """The early post-contrast phase of PE, FTV and curve types (the kinetics module's choice)."""
+    return kin.phase_indices(timing.times)[1]
