@@ -1,5 +1,6 @@
 """The dock's sections, in the order they appear (each in its own module)."""
 
+from .corrections import CorrectionsSection
 from .display import DisplaySection
 from .explain import ExplainSection
 from .export import ExportSection
@@ -19,6 +20,7 @@ SECTION_CLASSES = [
     PredictionsSection,
     KineticsSection,
     ExplainSection,
+    CorrectionsSection,
     TeachingSection,
     PacsSection,
     ExportSection,
