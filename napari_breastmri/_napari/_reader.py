@@ -85,37 +85,24 @@ def read_study(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
     source: Any = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else os.fspath(path)
     study = load_study(source)
     layers = study_layers(study)
-    layers.extend(_truth_for(study, source))
-    return layers
+    truth = _truth_for(study, source)
+    if truth:
+        layers[0][1]["metadata"]["breastmri"]["truth"] = study.meta.get("truth")
+        layers[0][1]["metadata"]["breastmri"]["label_mask"] = truth[0][0]
+    return layers + truth
 
 
 def _truth_for(study, source: Any) -> list[LayerDataTuple]:
-    """A phantom case folder carries truth.json (+ a label mask): show it as hidden layers."""
-    import json
-
+    """A phantom case folder carries truth.json and a label mask: show them as hidden layers."""
     if not isinstance(source, str):
         return []
-    folder = Path(source) if Path(source).is_dir() else Path(source).parent
-    truth_path = Path(study.meta.get("truth_path", folder / "truth.json"))
-    if not truth_path.is_file():
-        return []
-    truth = json.loads(truth_path.read_text(encoding="utf-8"))
-    mask_path = next(
-        (
-            p
-            for p in (
-                truth_path.parent / n for n in ("label_mask.nii.gz", "truth_mask.nii.gz", "mask.nii.gz")
-            )
-            if p.is_file()
-        ),
-        None,
-    )
-    if mask_path is None:
-        return []
     try:
-        from ..io.nifti import load_volume
+        from ..io.export import load_case_truth
 
-        mask, affine = load_volume(mask_path)
-    except Exception:  # truth is a bonus for phantom cases; a reading problem must not block the study
+        truth, mask = load_case_truth(source, study)
+    except Exception:  # truth is a bonus for phantom cases; a problem with it must not block the study
         return []
-    return truth_layers(mask.astype("int32"), truth, affine) if mask.shape == study.shape else []
+    if truth is None or mask is None:
+        return []
+    study.meta.setdefault("truth", truth)
+    return truth_layers(mask, truth, study.affine)

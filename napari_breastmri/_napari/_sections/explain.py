@@ -25,11 +25,11 @@ def faithfulness_text(scores: dict[str, float]) -> str:
         return "No faithfulness numbers for this heatmap."
     nums = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items()))
     verdicts = []
-    dele, ins = scores.get("deletion_auc"), scores.get("insertion_auc")
-    if dele is not None and ins is not None:
+    dele, rnd = scores.get("deletion_auc"), scores.get("deletion_auc_random", scores.get("insertion_auc"))
+    if dele is not None and rnd is not None:
         verdicts.append(
-            "removing the hot region lowers the score fast"
-            if dele < ins
+            "removing the hot region first lowers the score faster than removing voxels at random"
+            if dele < rnd
             else "removing the hot region barely changes the score: read it with care"
         )
     rand = scores.get("randomisation_spearman", scores.get("randomization_rank_correlation"))
@@ -39,7 +39,7 @@ def faithfulness_text(scores: dict[str, float]) -> str:
             if abs(rand) < 0.5
             else "a random model gives a similar map: do not trust it"
         )
-    pg = scores.get("pointing_game")
+    pg = scores.get("pointing_hit", scores.get("pointing_game"))
     if pg is not None:
         verdicts.append("its peak lies on the lesion" if pg >= 0.5 else "its peak misses the lesion")
     reading = "; ".join(verdicts) if verdicts else "see docs/explanations.md for how to read these"
@@ -125,7 +125,8 @@ class ExplainSection(Section):
             methods.append(self.method2.currentText())
         target = self.target.currentText().strip() or None
         layer = self.layer_name.text().strip() or None
-        results: list[Heatmap] = []
+        results: list[Heatmap | None] = []
+        truth_mask = self.state.truth_mask
         self.jobs = []
         clock = ProgressClock()
 
@@ -135,7 +136,11 @@ class ExplainSection(Section):
                 from ...models import registry
 
                 pkg = registry.resolve(f"{run.name}@{run.version}")
-                kwargs = {"target_layer": layer} if layer else {}
+                kwargs: dict[str, Any] = {"scores": "all"}  # faithfulness + randomisation check
+                if layer:
+                    kwargs["layer"] = layer
+                if truth_mask is not None:
+                    kwargs["truth_mask"] = truth_mask
                 return (
                     yield from explain_study(study, pkg, findings, method=method, target=target, **kwargs)
                 )
@@ -175,14 +180,18 @@ class ExplainSection(Section):
             self.run_btn.setEnabled(True)
             self.cancel_btn.setEnabled(False)
 
-    def _add(self, heatmaps: list[Heatmap]) -> None:
+    def _add(self, heatmaps: list[Heatmap | None]) -> None:
+        if not all(heatmaps):
+            self.status.setText("The model found nothing to explain for this target (see Findings warnings).")
+        heatmaps = [h for h in heatmaps if h is not None]
         for hm in heatmaps:
             self.state.add_heatmap(hm)
             self.dock.add_tuples([_layers.heatmap_layer(hm, reference=self.state.study.affine)])
         self._style_layers()
-        self.status.setText(f"{len(heatmaps)} heatmap(s) added.")
         if len(heatmaps) == 2:
             self.compare(heatmaps)
+        if heatmaps:
+            self.status.setText(f"{len(heatmaps)} heatmap(s) added.")
 
     def compare(self, heatmaps: list[Heatmap]) -> None:
         """Two methods side by side: subtraction under each heatmap is not possible in napari's

@@ -1,0 +1,49 @@
+"""The shipped demo models run from the dock on a phantom case; their boxes land on the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_breastmri._napari import _layers
+from napari_breastmri.geometry import voxel_to_world
+from tests.gui.conftest import demo_packages
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+def test_run_demo_models_from_the_dock(dock, qtbot):
+    from napari_breastmri.phantom import generate_case
+
+    infos = demo_packages()
+    viewer, widget = dock
+    case = generate_case(3)
+    widget.set_study(case.study, truth=case.truth, truth_mask=case.label_mask)
+    models = widget.sections["Models"]
+    models.set_chosen(
+        [i.name for i in infos if i.task in ("detect", "segment", "classify") and not i.name.endswith("pair")]
+    )
+    job = models.run()
+    assert job is not None
+    qtbot.waitUntil(lambda: job.finished_at is not None, timeout=240_000)
+    assert job.outcome == "done", models.step_label.text()
+    findings = widget.state.findings
+    assert findings is not None and "Done in" in models.step_label.text()
+    assert widget.sections["Findings"].table.rowCount() == len(findings.lesions)
+    assert widget.sections["Predictions"].canvas.figure.axes  # bars drawn
+    boxes = widget.layer_with_role("boxes")
+    ids = np.asarray(boxes.features["lesion_id"])
+    inv = np.linalg.inv(case.study.affine)
+    # the largest truth lesion falls inside one detected box, checked in world coordinates
+    labels, counts = np.unique(case.label_mask[case.label_mask > 0], return_counts=True)
+    target = int(labels[np.argmax(counts)])
+    truth_world = voxel_to_world(case.study.affine, np.argwhere(case.label_mask == target))
+    centre_vox = truth_world.mean(0) @ inv[:3, :3].T + inv[:3, 3]
+    hit = False
+    for lid in np.unique(ids):
+        pts = np.concatenate([boxes.data[i] for i in np.flatnonzero(ids == lid)])
+        world = _layers.world_to_lps(np.array([boxes.data_to_world(p) for p in pts]), case.study.affine)
+        vox = world @ inv[:3, :3].T + inv[:3, 3]
+        lo, hi = vox.min(0) - [0.5, 0, 0], vox.max(0) + [0.5, 0, 0]
+        hit |= bool(np.all(centre_vox >= lo) and np.all(centre_vox <= hi))
+    assert hit, "no detected box contains the largest truth lesion"
