@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("Z", "Y", "X"),
         help="phantom volume shape (default: the phantom's own)",
     )
+    parser.add_argument(
+        "--phantom-spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("DZ", "DY", "DX"),
+        help="phantom voxel size for training/validation cases (the held-out set keeps the default)",
+    )
+    parser.add_argument(
+        "--held-out-grid",
+        choices=["default", "same"],
+        default="default",
+        help="held-out cases on the phantom's default grid (honest) or the training grid (tests)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
 
 
@@ -69,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     keys = list(TASKS) if args.task == "all" else [args.task]
-    for key in keys:
-        spec = get_task(key)
-        pkg = progress.run(train_task(spec, args, _command(args, key)), progress.tqdm_printer(f"train {key}"))
+    pkgs = progress.run(train_tasks(keys, args), progress.tqdm_printer(f"train {args.task}"))
+    for pkg in pkgs:
         print(f"{pkg.card.name}: {pkg.path}")
         for k, v in pkg.card.metrics.items():
             print(f"  {k}: {v}")
@@ -88,6 +101,10 @@ def _command(args: argparse.Namespace, key: str) -> str:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.phantom_shape:
         parts += ["--phantom-shape", *map(str, args.phantom_shape)]
+    if args.phantom_spacing:
+        parts += ["--phantom-spacing", *map(str, args.phantom_spacing)]
+    if args.held_out_grid != "default":
+        parts += ["--held-out-grid", args.held_out_grid]
     return " ".join(shlex.quote(p) for p in parts + ["--out", str(args.out)])
 
 
@@ -112,50 +129,52 @@ def _apply_init(spec: TaskSpec, init: str) -> tuple[TaskSpec, Any]:
     return spec, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def _collect(
-    it: Iterable[Sample], n: int, step: str, start: float, stop: float
-) -> Generator[Progress, None, list[Sample]]:
-    out = []
-    for i, s in enumerate(it):
-        out.append(s)
-        yield Progress(step, start + (stop - start) * (i + 1) / max(n, 1), s.case_id)
-    return out
-
-
-def _phantom_splits(spec: TaskSpec, card, args) -> Generator[Progress, None, tuple[list, list, list, str]]:
-    from .data import phantom_samples
+def _phantom_splits(
+    specs: list[TaskSpec], cards: dict[str, Any], args
+) -> Generator[Progress, None, tuple[dict[str, dict[str, list[Sample]]], str]]:
+    """Train / validation / held-out samples for every task, each phantom case generated once."""
+    from .data import phantom_sample_sets
 
     n_val = args.val_cases if args.val_cases is not None else max(12, args.cases // 4)
     base = args.seed * 10_000
     seeds = {
         "train": [base + i for i in range(args.cases)],
-        "val": [base + 5_000 + i for i in range(n_val)] if not spec.is_segmentation else [],
+        "val": [base + 5_000 + i for i in range(n_val)] if any(not s.is_segmentation for s in specs) else [],
         "test": [TEST_SEED0 + i for i in range(args.test_cases)],
     }
     cache = Path(args.cache) if args.cache else None
-    kw = {"shape": tuple(args.phantom_shape)} if args.phantom_shape else {}
+    kw: dict[str, Any] = {}
+    if args.phantom_shape:
+        kw["shape"] = tuple(args.phantom_shape)
+    if args.phantom_spacing:
+        kw["spacing"] = tuple(args.phantom_spacing)
+    longitudinal = any(s.longitudinal for s in specs)
     total = sum(len(v) for v in seeds.values())
-    splits, done = {}, 0
+    splits: dict[str, dict[str, list[Sample]]] = {s.key: {} for s in specs}
+    done = 0
     for name, ss in seeds.items():
-        it = phantom_samples(
-            ss,
-            card,
-            longitudinal=spec.longitudinal,
-            keep_truth=name == "test",
-            cache_dir=cache,
-            phantom_kwargs=kw,
-        )
-        splits[name] = yield from _collect(
-            it, len(ss), f"data ({name})", 0.4 * done / total, 0.4 * (done + len(ss)) / total
-        )
+        for spec in specs:
+            splits[spec.key][name] = []
+        # the held-out set is by default the phantom's default grid: what a user would run
+        it = phantom_sample_sets(
+            ss, cards, longitudinal=longitudinal, keep_truth=name == "test", cache_dir=cache,
+            phantom_kwargs=kw if name != "test" or args.held_out_grid == "same" else {},
+        )  # fmt: skip
+        for i, sets in enumerate(it):
+            for key, sample in sets.items():
+                splits[key][name].append(sample)
+            yield Progress(f"data ({name})", 0.4 * (done + i + 1) / total, f"case {i + 1}/{len(ss)}")
         done += len(ss)
+    grid = ", generated with " + ", ".join(f"{k} {v}" for k, v in kw.items()) if kw else ""
     data = (
-        f"synthetic phantom (napari_breastmri.phantom.generate_case{', longitudinal' if spec.longitudinal else ''}): "
-        f"{len(seeds['train'])} training cases (seeds {base}..{base + args.cases - 1}), "
-        f"{len(seeds['val'])} validation cases (seeds from {base + 5000}), "
-        f"{len(seeds['test'])} held-out test cases (seeds {TEST_SEED0}..{TEST_SEED0 + args.test_cases - 1})"
+        f"synthetic phantom (napari_breastmri.phantom.generate_case{', longitudinal' if longitudinal else ''}): "
+        f"{len(seeds['train'])} training cases (seeds {base}..{base + args.cases - 1}{grid}), "
+        f"{len(seeds['val'])} validation cases (seeds from {base + 5000}{grid}), "
+        f"{len(seeds['test'])} held-out test cases "
+        f"{'at the phantom default grid' if args.held_out_grid == 'default' else 'on the training grid'} "
+        f"(seeds {TEST_SEED0}..{TEST_SEED0 + args.test_cases - 1})"
     )
-    return splits["train"], splits["val"], splits["test"], data
+    return splits, data
 
 
 def _raw_cases(args) -> list[RawCase]:
@@ -170,7 +189,10 @@ def _raw_cases(args) -> list[RawCase]:
     return sorted(D.read_nifti_folder(args.data, args.clinical), key=lambda r: r.case_id)
 
 
-def _folder_splits(card, args) -> Generator[Progress, None, tuple[list, list, list, str]]:
+def _folder_splits(
+    specs: list[TaskSpec], cards: dict[str, Any], args
+) -> Generator[Progress, None, tuple[dict[str, dict[str, list[Sample]]], str]]:
+    """Splits from a dataset folder: the last 25 % of cases (sorted) held out, 12.5 % validation."""
     from .data import make_sample
 
     raws = _raw_cases(args)
@@ -179,37 +201,58 @@ def _folder_splits(card, args) -> Generator[Progress, None, tuple[list, list, li
     n_test = len(raws) // 4 if len(raws) >= 4 else 0
     n_val = len(raws) // 8 if len(raws) >= 8 else 0
     cut_val, cut_test = len(raws) - n_test - n_val, len(raws) - n_test
-    samples = []
+    splits: dict[str, dict[str, list[Sample]]] = {s.key: {"train": [], "val": [], "test": []} for s in specs}
     for i, raw in enumerate(raws):
-        samples.append(make_sample(raw, card, keep_truth=i >= cut_test))
+        name = "train" if i < cut_val else "val" if i < cut_test else "test"
+        for spec in specs:
+            splits[spec.key][name].append(make_sample(raw, cards[spec.key], keep_truth=name == "test"))
         yield Progress("data", 0.4 * (i + 1) / len(raws), raw.case_id)
     src = "corrections " + str(args.corrections) if args.corrections else str(args.data)
     data = f"{src}: {cut_val} training, {n_val} validation, {n_test} held-out cases (sorted by case id)"
-    return samples[:cut_val], samples[cut_val:cut_test], samples[cut_test:], data
+    return splits, data
 
 
-def train_task(spec: TaskSpec, args: argparse.Namespace, command: str) -> Generator[Progress, None, Any]:
-    """Data -> training -> held-out metrics -> package; returns the written ModelPackage."""
+def train_tasks(keys: list[str], args: argparse.Namespace) -> Generator[Progress, None, list[Any]]:
+    """Data for all tasks at once, then per task: training -> held-out metrics -> package."""
+    from .. import progress
+
+    t0 = time.perf_counter()
+    specs, inits = [], {}
+    for key in keys:
+        spec = get_task(key)
+        if args.init:
+            spec, inits[key] = _apply_init(spec, args.init)
+        if args.name:
+            spec.name = args.name
+        specs.append(spec)
+    cards = {s.key: s.parsed_card() for s in specs}
+    if args.data:
+        splits, data = yield from _folder_splits(specs, cards, args)
+    else:
+        splits, data = yield from _phantom_splits(specs, cards, args)
+    data_seconds = time.perf_counter() - t0
+    pkgs = []
+    for k, spec in enumerate(specs):
+        lo, hi = 0.4 + 0.6 * k / len(specs), 0.4 + 0.6 * (k + 1) / len(specs)
+        gen = train_one(spec, splits[spec.key], args, data, data_seconds, inits.get(spec.key))
+        pkgs.append((yield from progress.scaled(gen, lo, hi)))
+    return pkgs
+
+
+def train_one(
+    spec: TaskSpec, split: dict[str, list[Sample]], args, data: str, data_seconds: float, init_state=None
+) -> Generator[Progress, None, Any]:
+    """Train one task on its samples, measure it on the held-out ones, write its package."""
     from .. import progress
     from ..models.package import save_package
     from . import loops
 
-    t0 = time.perf_counter()
-    init_state = None
-    if args.init:
-        spec, init_state = _apply_init(spec, args.init)
-    if args.name:
-        spec.name = args.name
-    card = spec.parsed_card()
-    if args.data:
-        train, val, test, data = yield from _folder_splits(card, args)
-    else:
-        train, val, test, data = yield from _phantom_splits(spec, card, args)
+    train, val, test = split["train"], split["val"], split["test"]
     epochs = args.epochs if args.epochs is not None else spec.default_epochs
     t_train = time.perf_counter()
     if spec.is_segmentation:
         net = yield from progress.scaled(
-            loops.train_segmentation(spec, train, epochs, args.seed, init_state), 0.4, 0.9
+            loops.train_segmentation(spec, train, epochs, args.seed, init_state), 0.0, 0.85
         )
     else:
         if not any(s.label is not None for s in train):
@@ -217,24 +260,29 @@ def train_task(spec: TaskSpec, args: argparse.Namespace, command: str) -> Genera
                 f"No training case has a '{spec.target}' label; give a clinical CSV with that column."
             )
         net = yield from progress.scaled(
-            loops.train_classifier(spec, train, epochs, args.seed, init_state), 0.4, 0.9
+            loops.train_classifier(spec, train, epochs, args.seed, init_state), 0.0, 0.85
         )
     train_seconds = time.perf_counter() - t_train
+    t_eval = time.perf_counter()
     metrics: dict[str, Any] = {}
     if test:
         if spec.is_segmentation:
-            metrics = yield from progress.scaled(loops.evaluate_segmentation(spec, net, test), 0.9, 1.0)
+            metrics = yield from progress.scaled(loops.evaluate_segmentation(spec, net, test), 0.85, 1.0)
         elif val and any(s.label is not None for s in test):
             metrics = loops.evaluate_classifier(spec, net, val, test)
+    eval_seconds = time.perf_counter() - t_eval
     metrics["evaluated_on"] = (
         "held-out synthetic phantom cases" if not args.data else "held-out cases of the training source"
     )
     training = {
         "data": data,
-        "command": command,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "command": _command(args, spec.key),
+        "seconds": round(data_seconds + train_seconds + eval_seconds, 1),
+        "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
         "epochs": epochs,
+        "train_cases": len([s for s in train if spec.is_segmentation or s.label is not None]),
         "seed": args.seed,
         "machine": _machine(),
         "init": str(args.init) if args.init else None,

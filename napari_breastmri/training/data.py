@@ -61,7 +61,7 @@ class Sample:
     """One case on the model grid, ready for a network (and, for evaluation, its study-grid truth)."""
 
     case_id: str
-    x: np.ndarray  # (C, z, y, x) float32
+    x: np.ndarray  # (C, z, y, x) float32 (float16 when it comes from the cache, to save memory)
     affine: np.ndarray  # model grid affine
     label: int | None = None
     mask: np.ndarray | None = None  # (z, y, x) uint8 on the model grid
@@ -138,7 +138,10 @@ def mask_boxes(label_mask: np.ndarray) -> list[list[int]]:
 
 def phantom_case(seed: int, longitudinal: bool = False, **phantom_kwargs: Any) -> RawCase:
     """One synthetic case from :func:`napari_breastmri.phantom.generate_case`."""
-    from ..phantom import generate_case
+    try:
+        from ..phantom import generate_case
+    except ImportError:  # the package may export it from its case module only
+        from ..phantom.case import generate_case
 
     case = generate_case(int(seed), longitudinal=longitudinal, **phantom_kwargs)
     truth = case.truth
@@ -201,24 +204,58 @@ def phantom_samples(
     cache_dir: Path | None = None,
     phantom_kwargs: dict[str, Any] | None = None,
 ) -> Iterator[Sample]:
-    """Samples for phantom seeds, generated once and cached (float16 inputs) per card settings."""
+    """Samples of phantom seeds for one card (see :func:`phantom_sample_sets`)."""
+    for sets in phantom_sample_sets(
+        seeds, {"_": card}, longitudinal=longitudinal, keep_truth=keep_truth, cache_dir=cache_dir,
+        phantom_kwargs=phantom_kwargs,
+    ):  # fmt: skip
+        yield sets["_"]
+
+
+def phantom_sample_sets(
+    seeds: Sequence[int],
+    cards: dict[str, ModelCard],
+    *,
+    longitudinal: bool = False,
+    keep_truth: bool = False,
+    cache_dir: Path | None = None,
+    phantom_kwargs: dict[str, Any] | None = None,
+) -> Iterator[dict[str, Sample]]:
+    """{card key -> Sample} per seed: each case is generated once for all cards, then cached.
+
+    The cache (float16 inputs, one ``.npz`` per seed and card settings) makes a second training
+    run, or another task on the same cases, skip the phantom. A follow-up exam is generated only
+    when ``longitudinal`` and some card has ``pair:`` channels; the baseline exam is the same
+    either way (the phantom draws the follow-up after the baseline), so single-exam caches are
+    shared between the two.
+    """
     phantom_kwargs = phantom_kwargs or {}
-    folder = (cache_dir or default_cache_dir()) / _card_key(card, longitudinal, phantom_kwargs)
-    folder.mkdir(parents=True, exist_ok=True)
+    root = cache_dir or default_cache_dir()
+    folders = {}
+    for key, card in cards.items():
+        folders[key] = root / _card_key(card, longitudinal and card.needs_follow_up, phantom_kwargs)
+        folders[key].mkdir(parents=True, exist_ok=True)
+    need_follow = longitudinal and any(c.needs_follow_up for c in cards.values())
     for seed in seeds:
-        path = folder / f"{int(seed)}.npz"
-        if path.is_file():
-            try:
-                yield _load_sample(path, card, keep_truth)
-                continue
-            except (OSError, ValueError, KeyError):
-                path.unlink(missing_ok=True)
-        raw = phantom_case(seed, longitudinal=longitudinal, **phantom_kwargs)
-        sample = make_sample(raw, card, keep_truth=True)
-        _save_sample(path, sample, raw.labels)
-        if not keep_truth:
-            sample.truth_mask = None
-        yield sample
+        out: dict[str, Sample] = {}
+        for key, card in cards.items():
+            path = folders[key] / f"{int(seed)}.npz"
+            if path.is_file():
+                try:
+                    out[key] = _load_sample(path, card, keep_truth)
+                except (OSError, ValueError, KeyError):
+                    path.unlink(missing_ok=True)
+        missing = [k for k in cards if k not in out]
+        if missing:
+            raw = phantom_case(seed, longitudinal=need_follow, **phantom_kwargs)
+            for key in missing:
+                sample = make_sample(raw, cards[key], keep_truth=True)
+                _save_sample(folders[key] / f"{int(seed)}.npz", sample, raw.labels)
+                sample.x = sample.x.astype(np.float16)
+                if not keep_truth:
+                    sample.truth_mask = None
+                out[key] = sample
+        yield out
 
 
 def _save_sample(path: Path, s: Sample, labels: dict[str, str]) -> None:
@@ -253,7 +290,7 @@ def _load_sample(path: Path, card: ModelCard, keep_truth: bool) -> Sample:
             truth_mask = np.unpackbits(z["truth_mask"])[: int(np.prod(shape))].reshape(shape).astype(bool)
         return Sample(
             case_id=meta["case_id"],
-            x=z["x"].astype(np.float32),
+            x=z["x"],  # float16 in memory; loops convert what they feed the network
             affine=z["affine"],
             label=label,
             mask=z.get("mask", None),

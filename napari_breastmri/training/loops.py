@@ -62,7 +62,7 @@ def _crop(x: np.ndarray, mask: np.ndarray, size: Sequence[int], rng: np.random.G
     else:
         start = np.array([rng.integers(0, s - p + 1) for s, p in zip(shape, size)])
     sl = tuple(slice(int(a), int(a + p)) for a, p in zip(start, size))
-    return x[(slice(None), *sl)], mask[sl]
+    return x[(slice(None), *sl)].astype(np.float32), mask[sl]
 
 
 def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +120,7 @@ def predict_probability(net, x: np.ndarray, patch_size: Sequence[int], overlap: 
 
     with torch.inference_mode():
         logits = sliding_window_inference(
-            torch.from_numpy(np.ascontiguousarray(x))[None],
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None],
             roi_size=tuple(patch_size),
             sw_batch_size=4,
             predictor=net,
@@ -157,10 +157,10 @@ def evaluate_segmentation(spec: TaskSpec, net, test: list[Sample]) -> Gen:
     return {
         "held_out_cases": len(test),
         "truth_lesions": int(sum(len(c.truth_boxes) for c in cases)),
-        "lesion_sensitivity_at_1fp": round(at_fp["sensitivity"], 4),
+        "lesion_sensitivity_at_1fp": _num(at_fp["sensitivity"]),
         "fp_per_case_at_that_point": round(at_fp["fp_per_case"], 4),
         "score_threshold_at_1fp": round(at_fp["threshold"], 4) if math.isfinite(at_fp["threshold"]) else None,
-        "lesion_sensitivity_at_card_threshold": round(at_thr["sensitivity"], 4),
+        "lesion_sensitivity_at_card_threshold": _num(at_thr["sensitivity"]),
         "fp_per_case_at_card_threshold": round(at_thr["fp_per_case"], 4),
         "dice_mean": round(float(np.mean(with_lesions)), 4) if with_lesions else None,
         "dice_median": round(float(np.median(with_lesions)), 4) if with_lesions else None,
@@ -264,6 +264,11 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _num(value: float) -> float | None:
+    """Rounded for the card; NaN (e.g. AUC with one class present) becomes None (YAML null)."""
+    return None if not math.isfinite(value) else round(float(value), 4)
+
+
 def evaluate_classifier(spec: TaskSpec, net, val: list[Sample], test: list[Sample]) -> dict[str, Any]:
     """Fit the temperature on ``val`` (stored in the network), then AUC / ECE / accuracy on ``test``."""
     import torch
@@ -281,7 +286,7 @@ def evaluate_classifier(spec: TaskSpec, net, val: list[Sample], test: list[Sampl
     return {
         "held_out_cases": int(len(y)),
         "class_counts": dict(zip(spec.classes, counts)),
-        "auc_macro" if len(spec.classes) > 2 else "auc": round(M.auc(y, probs), 4),
+        "auc_macro" if len(spec.classes) > 2 else "auc": _num(M.auc(y, probs)),
         "accuracy": round(M.accuracy(y, probs), 4),
         "ece": round(M.expected_calibration_error(y, probs), 4),
         "ece_before_temperature": round(M.expected_calibration_error(y, raw), 4),

@@ -54,7 +54,7 @@ class TaskSpec:
     activation: str = "softmax"
     min_lesion_ml: float = 0.0
     #: default optimisation budget (steps for segmentation, epochs for classification)
-    default_epochs: int = 30
+    default_epochs: int = 20
     batch_size: int = 8
 
     @property
@@ -151,7 +151,7 @@ TASKS: dict[str, TaskSpec] = {
         dropout=0.0,
         activation="sigmoid",
         min_lesion_ml=0.05,
-        default_epochs=400,
+        default_epochs=4,
         batch_size=2,
     ),
     "subtype": TaskSpec(
@@ -173,7 +173,6 @@ TASKS: dict[str, TaskSpec] = {
         classes=CLASSES["pcr"],
         description="Pathologic complete response from the baseline exam alone",
         resize_to=_CLS_GRID,
-        longitudinal=True,
     ),
     "pcr_pair": TaskSpec(
         key="pcr_pair",

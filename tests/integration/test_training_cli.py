@@ -53,7 +53,8 @@ def test_train_segmentation_on_a_nnunet_folder(tmp_path: Path) -> None:
 def test_train_classifier_on_the_phantom_and_fine_tune(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["train", "--task", "subtype", "--cases", "6", "--val-cases", "4", "--test-cases", "4", "--epochs", "1",
-            "--phantom-shape", "16", "64", "64", "--cache", str(tmp_path / "cache"), "--threads", "1"]  # fmt: skip
+            "--phantom-shape", "16", "64", "64", "--held-out-grid", "same", "--cache", str(tmp_path / "cache"),
+            "--threads", "1"]  # fmt: skip
     assert main([*args, "--out", str(out)]) == 0
     pkg = _check_package(out / "demo-subtype", "classify", 3)
     m = pkg.card.metrics
@@ -66,7 +67,7 @@ def test_train_classifier_on_the_phantom_and_fine_tune(tmp_path: Path) -> None:
             [
                 *args,
                 "--epochs",
-                "1",
+                "3",
                 "--init",
                 str(out / "demo-subtype"),
                 "--name",
