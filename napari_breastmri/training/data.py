@@ -563,24 +563,23 @@ def read_corrections(study: Study, store: str | os.PathLike[str], accepted_only:
 
 
 def _load_correction_findings(study: Study, store: Path):
-    """The Findings of a saved annotation session (the annotations API, else a findings.json)."""
-    if store.is_dir() or store.suffix != ".json":
-        try:
-            from .. import annotations
-        except ImportError:  # pragma: no cover - the package always exists
-            annotations = None  # type: ignore[assignment]
-        restore = getattr(getattr(annotations, "AnnotationSession", None), "restore", None)
-        if restore is not None:
-            session = restore(study, store)
-            findings = getattr(session, "findings", None)
-            if findings is not None:
-                return findings
-        candidates = sorted(store.glob("*.json")) if store.is_dir() else []
-        if not candidates:
-            raise BreastMRIError(
-                f"No saved corrections found in {store}; save the annotation session in the viewer first."
-            )
-        store = candidates[-1]
-    from ..io.findings_json import read_findings_json
+    """The Findings of a saved annotation session (its store root folder), or a findings.json."""
+    if store.suffix == ".json":
+        from ..io.findings_json import read_findings_json
 
-    return read_findings_json(store)
+        return read_findings_json(store)
+    from ..annotations import AnnotationSession, AnnotationStore
+
+    if not study.study_uid:
+        raise BreastMRIError("The study has no StudyInstanceUID, so its saved corrections cannot be found.")
+    saved = AnnotationStore(store, study.study_uid)
+    session = AnnotationSession.restore(saved, study.shape, study.affine, autosave_s=0)
+    if session is None:
+        raise BreastMRIError(
+            f"No saved corrections for this study under {store}; correct the findings in the viewer first "
+            "(they autosave), or give the findings.json exported from it."
+        )
+    findings = session.to_findings(include_rejected=True)
+    session.store = None  # read-only use: closing must not write into the annotator's folder
+    session.close()
+    return findings

@@ -168,3 +168,31 @@ def test_corrections_from_a_saved_findings_json(tmp_path: Path) -> None:
     assert fg is not None and fg.sum() == 2 * 3 * 3 + 2 * 4 * 4
     with_proposals = D.read_corrections(study, store, accepted_only=False)
     assert len(with_proposals.boxes) == 3
+
+
+def test_corrections_from_a_saved_annotation_session(tmp_path: Path) -> None:
+    from napari_breastmri.annotations import AnnotationSession, AnnotationStore
+    from napari_breastmri.types import Findings, Lesion
+
+    phases, _ = synthetic_phases(3)
+    study = Study(phases, AFFINE, np.array([0.0, 60, 120]), ["pre", "post1", "post2"], study_uid="1.2.3.4")
+    proposed = Findings(
+        SHAPE,
+        AFFINE,
+        lesions=[
+            Lesion(id=1, bbox=[1, 1, 1, 3, 4, 4], score=0.9),
+            Lesion(id=2, bbox=[5, 5, 5, 7, 8, 8], score=0.7),
+        ],
+    )
+    session = AnnotationSession.for_study(
+        study, proposed, store=AnnotationStore(tmp_path, study.study_uid), autosave_s=0
+    )
+    session.accept(1)
+    session.reject(2)
+    added = session.add_box([2, 10, 10, 4, 14, 14])
+    session.close()
+    raw = D.read_corrections(study, tmp_path)
+    assert sorted(raw.boxes) == sorted([[1, 1, 1, 3, 4, 4], added.bbox])
+    with pytest.raises(Exception, match="No saved corrections"):
+        other = Study(phases, AFFINE, np.array([0.0, 60, 120]), ["pre", "post1", "post2"], study_uid="9.9")
+        D.read_corrections(other, tmp_path)
