@@ -20,6 +20,7 @@ preallocated float32 (phase, z, y, x) array, so peak memory is about the study i
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import re
 from collections import Counter, defaultdict
@@ -153,30 +154,32 @@ def scan(paths: Iterable[Path], warnings: list[str]) -> list[Series]:
     series: dict[str, Series] = {}
     not_dicom: list[str] = []
     for path in paths:
-        ds, offset = _read_header(path, pydicom)
+        ds, pixel_head = _read_header(path, pydicom)
         if ds is None:
             not_dicom.append(path.name)
             continue
-        sop_class = str(ds.get("SOPClassUID", ""))
+        h = _Fast(ds)
+        sop_class = h.text("SOPClassUID") or ""
         if sop_class == "1.2.840.10008.1.3.10":  # DICOMDIR: an index, not data
             continue
         if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES) or "Rows" not in ds:
             _note_non_image(series, ds, path)
             continue
-        uid = str(ds.get("SeriesInstanceUID", "")) or f"no-series-uid:{path.parent}"
+        uid = h.text("SeriesInstanceUID") or f"no-series-uid:{path.parent}"
         entry = series.get(uid)
         if entry is None:
             entry = series[uid] = _new_series(uid, ds)
         entry.files.add(path)
-        entry.frames.extend(_frames_of(ds, path, offset, entry))
+        entry.frames.extend(_frames_of(ds, h, path, pixel_head, entry))
     if not_dicom:
         shown = ", ".join(not_dicom[:3]) + (" ..." if len(not_dicom) > 3 else "")
         warnings.append(f"{len(not_dicom)} non-DICOM file(s) ignored ({shown}).")
     return list(series.values())
 
 
-def _read_header(path: Path, pydicom: Any) -> tuple[Any, int | None]:
-    """(dataset without pixels, offset of the PixelData element) or (None, None) if not DICOM.
+def _read_header(path: Path, pydicom: Any) -> tuple[Any, tuple[int, bytes, int] | None]:
+    """(dataset without pixels, (offset, first 12 bytes, file size) of the PixelData element), or
+    (None, None) if the file is not DICOM.
 
     A file with the DICM preamble that cannot be parsed is corrupt, not "not DICOM": it raises.
     """
@@ -191,6 +194,7 @@ def _read_header(path: Path, pydicom: Any) -> tuple[Any, int | None]:
             fh.seek(0)
             ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not has_magic)
             offset = fh.tell()
+            pixel_head = (offset, fh.read(12), os.fstat(fh.fileno()).st_size)
     except InvalidDicomError:
         return None, None
     except (
@@ -219,7 +223,7 @@ def _read_header(path: Path, pydicom: Any) -> tuple[Any, int | None]:
             f"{path} is an image file that ends before its image attributes; it is truncated, so re-copy or "
             "re-export it (or remove it from the folder)."
         )
-    return ds, offset
+    return ds, pixel_head
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
@@ -303,33 +307,38 @@ def _dt_seconds(date: Any, time: Any, fallback_date: Any = None) -> float | None
     try:
         hh, mm = int(t[0:2]), int(t[2:4] or 0)
         ss = float(t[4:] or 0)
-        day = _dt.datetime.strptime(d[:8], "%Y%m%d").replace(tzinfo=_dt.UTC)
     except ValueError:
         return None
-    return day.timestamp() + hh * 3600 + mm * 60 + ss
+    day = _day_seconds(d[:8])
+    return None if day is None else day + hh * 3600 + mm * 60 + ss
 
 
-def _pixel_layout(ds: Any, fh_offset: int | None, path: Path) -> tuple[int | None, str, tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def _day_seconds(date: str) -> float | None:
+    """Seconds since the epoch of a DICOM date (cached: a study has one or two dates)."""
+    try:
+        return _dt.datetime.strptime(date, "%Y%m%d").replace(tzinfo=_dt.UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _pixel_layout(
+    ds: Any, h: _Fast, path: Path, pixel_head: tuple[int, bytes, int] | None
+) -> tuple[int | None, str, tuple[int, int]]:
     """Where raw pixels start (None when pydicom must decode them) and their numpy dtype."""
-    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2"))
-    bits = int(ds.get("BitsAllocated", 16))
-    stored = int(ds.get("BitsStored", bits))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    meta = getattr(ds, "file_meta", None)
+    ts = (_Fast(meta).text("TransferSyntaxUID") if meta is not None else None) or "1.2.840.10008.1.2"
+    bits = h.uint("BitsAllocated", 16)
+    stored = h.uint("BitsStored", bits)
+    signed = h.uint("PixelRepresentation", 0) == 1
     dtype = {8: "u1", 16: "u2", 32: "u4"}.get(bits)
     if dtype is None:
         return None, "<u2", (bits, stored)
     dtype = ("<" + dtype.replace("u", "i")) if signed else "<" + dtype
     plain = ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-    if (
-        not plain
-        or fh_offset is None
-        or int(ds.get("SamplesPerPixel", 1)) != 1
-        or (signed and stored != bits)
-    ):
+    if not plain or pixel_head is None or h.uint("SamplesPerPixel", 1) != 1 or (signed and stored != bits):
         return None, dtype, (bits, stored)
-    with open(path, "rb") as fh:
-        fh.seek(fh_offset)
-        head = fh.read(12)
+    fh_offset, head, size = pixel_head
     if len(head) < 8:
         raise CorruptFile(
             f"{path} ends before its pixel data; it is truncated, so re-copy or re-export it (or remove it "
@@ -343,9 +352,8 @@ def _pixel_layout(ds: Any, fh_offset: int | None, path: Path) -> tuple[int | Non
         length, start = int.from_bytes(head[8:12], "little"), fh_offset + 12
     if length == 0xFFFFFFFF:
         return None, dtype, (bits, stored)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    need = int(ds.Rows) * int(ds.Columns) * (bits // 8) * frames
-    size = path.stat().st_size
+    frames = int(h.num("NumberOfFrames") or 1)
+    need = h.uint("Rows", 0) * h.uint("Columns", 0) * (bits // 8) * frames
     if length < need or size < start + need:
         raise CorruptFile(
             f"{path} is truncated: it holds {max(0, size - start)} of the {need} bytes of pixel data its "
@@ -376,11 +384,18 @@ class _Fast:
         encoding = getattr(ds, "original_encoding", None) or (False, True)
         self._fast = encoding[1] is True
 
+    _TAGS: dict[str, int | None] = {}
+
+    def _lookup(self, keyword: str) -> tuple[int | None, Any]:
+        tag = self._TAGS.get(keyword, -1)
+        if tag == -1:
+            tag = self._TAGS[keyword] = self._tag(keyword)
+        return tag, (self.ds.get_item(tag) if tag is not None else None)
+
     def text(self, keyword: str) -> str | None:
-        tag = self._tag(keyword)
-        if tag is None or tag not in self.ds:
+        tag, elem = self._lookup(keyword)
+        if elem is None:
             return None
-        elem = self.ds.get_item(tag)
         if self._fast and isinstance(elem, self._raw_type):
             vr = elem.VR or self._vr(tag)
             if vr not in self._BINARY:
@@ -393,6 +408,21 @@ class _Fast:
         if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
             return "\\".join(str(v) for v in value)
         return str(value)
+
+    def uint(self, keyword: str, default: int) -> int:
+        """An unsigned short (US) such as Rows or BitsAllocated."""
+        tag, elem = self._lookup(keyword)
+        if elem is None:
+            return default
+        if (
+            self._fast
+            and isinstance(elem, self._raw_type)
+            and elem.value is not None
+            and len(elem.value) >= 2
+        ) and (elem.VR or self._vr(tag)) == "US":
+            return int.from_bytes(elem.value[:2], "little")
+        value = self.ds[tag].value
+        return default if value in (None, "") else int(value)
 
     def num(self, keyword: str) -> float | None:
         text = self.text(keyword)
@@ -414,16 +444,17 @@ class _Fast:
         return np.asarray(values) if len(values) == n else None
 
 
-def _frames_of(ds: Any, path: Path, fh_offset: int | None, series: Series) -> list[Frame]:
-    offset, dtype, bits = _pixel_layout(ds, fh_offset, path)
-    h = _Fast(ds)
+def _frames_of(
+    ds: Any, h: _Fast, path: Path, pixel_head: tuple[int, bytes, int] | None, series: Series
+) -> list[Frame]:
+    offset, dtype, bits = _pixel_layout(ds, h, path, pixel_head)
     common = {
         "path": path,
         "series_uid": series.uid,
         "study_uid": h.text("StudyInstanceUID") or "",
         "sop_uid": h.text("SOPInstanceUID") or "",
-        "rows": int(ds.Rows),
-        "cols": int(ds.Columns),
+        "rows": h.uint("Rows", 0),
+        "cols": h.uint("Columns", 0),
         "pixel_offset": offset,
         "dtype": dtype,
         "stored_bits": bits,
