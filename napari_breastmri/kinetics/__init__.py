@@ -34,6 +34,7 @@ from .physics import (
     spgr_signal,
     tofts_concentration,
 )
+from .quant import ToftsMaps, tofts_maps
 
 __all__ = [
     "CURVE_NAMES",
@@ -42,6 +43,7 @@ __all__ = [
     "SER_BIN_COLOURS",
     "SER_BIN_NAMES",
     "Curve",
+    "ToftsMaps",
     "FTVResult",
     "bolus_arrival",
     "check_study",
@@ -53,6 +55,7 @@ __all__ = [
     "mip",
     "phase_indices",
     "subtractions",
+    "tofts_maps",
     "ultrafast_maps",
     "DEFAULT_HCT",
     "PARKER",

@@ -21,22 +21,24 @@ TOFTS_BOUNDS = {"Ktrans": (0.0, 5.0), "ve": (1e-3, 1.0), "vp": (0.0, 1.0)}
 
 
 def _prepare(
-    t: np.ndarray, ct: np.ndarray, cp: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """Check inputs and flatten the curve stack to (N, T); cp becomes (T,) or (N, T)."""
+    t: np.ndarray, ct: np.ndarray, cp: np.ndarray, t_cp: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple, tuple[np.ndarray, np.ndarray | None]]:
+    """Check inputs, flatten the curves to (N, T); cp becomes (Tm,) or (N, Tm) on the model grid."""
     t = _times(t)
     ct = np.asarray(ct, dtype=float)
     cp = np.asarray(cp, dtype=float)
+    tm = t if t_cp is None else _times(t_cp)
     if ct.shape[-1] != t.size:
         raise KineticsError(f"Curves have {ct.shape[-1]} time points but the time axis has {t.size}.")
-    if cp.shape[-1] != t.size:
-        raise KineticsError(f"The AIF has {cp.shape[-1]} time points but the time axis has {t.size}.")
+    if cp.shape[-1] != tm.size:
+        raise KineticsError(f"The AIF has {cp.shape[-1]} time points but its time axis has {tm.size}.")
     if not np.all(np.isfinite(cp)):
         raise KineticsError("The AIF contains NaN or infinite values.")
     batch = ct.shape[:-1]
     ct2 = ct.reshape(-1, t.size)
-    cp2 = cp if cp.ndim == 1 else np.broadcast_to(cp, ct.shape).reshape(-1, t.size)
-    return t, ct2, cp2, batch
+    cp2 = cp if cp.ndim == 1 else np.broadcast_to(cp, batch + (tm.size,)).reshape(-1, tm.size)
+    grid = (tm, None if t_cp is None else _interp_matrix(t, tm))
+    return t, ct2, cp2, batch, grid
 
 
 def _finish(params: dict[str, np.ndarray], batch: tuple) -> dict[str, Any]:
@@ -63,12 +65,32 @@ def _solve_batched(a: np.ndarray, b: np.ndarray, ridge: float = 1e-12) -> np.nda
     return np.linalg.solve(ata, atb[..., None])[..., 0]
 
 
-def _tofts_linear(t: np.ndarray, ct: np.ndarray, cp: np.ndarray, extended: bool) -> np.ndarray:
+def _obs(grid: tuple[np.ndarray, np.ndarray | None], y: np.ndarray) -> np.ndarray:
+    """Values on the model grid sampled at the observation times (identity without a fine grid)."""
+    w = grid[1]
+    return y if w is None else y @ w.T
+
+
+def _interp_matrix(t: np.ndarray, tm: np.ndarray) -> np.ndarray:
+    """(T, Tm) matrix of linear interpolation from the grid ``tm`` to the times ``t``."""
+    if t[0] < tm[0] - 1e-9 or t[-1] > tm[-1] + 1e-9:
+        raise KineticsError("The AIF's time grid (t_cp) must cover every sample time of the curves.")
+    j = np.clip(np.searchsorted(tm, t, side="right") - 1, 0, tm.size - 2)
+    frac = (t - tm[j]) / (tm[j + 1] - tm[j])
+    w = np.zeros((t.size, tm.size))
+    w[np.arange(t.size), j] = 1.0 - frac
+    w[np.arange(t.size), j + 1] += frac
+    return w
+
+
+def _tofts_linear(
+    t: np.ndarray, grid: tuple[np.ndarray, np.ndarray | None], ct: np.ndarray, cp: np.ndarray, extended: bool
+) -> np.ndarray:
     """Murase linearisation: Ct = vp cp + (Ktrans + kep vp) int cp - kep int Ct; returns (N, 3)."""
     n = ct.shape[0]
-    icp = np.broadcast_to(cumulative_integral(t, cp), ct.shape)
+    icp = np.broadcast_to(_obs(grid, cumulative_integral(grid[0], cp)), ct.shape)
     ict = cumulative_integral(t, ct)
-    cols = [icp, -ict] + ([np.broadcast_to(cp, ct.shape)] if extended else [])
+    cols = [icp, -ict] + ([np.broadcast_to(_obs(grid, cp), ct.shape)] if extended else [])
     x = _solve_batched(np.stack(cols, axis=-1), ct)
     kep = x[:, 1]
     vp = x[:, 2] if extended else np.zeros(n)
@@ -82,29 +104,34 @@ def _tofts_linear(t: np.ndarray, ct: np.ndarray, cp: np.ndarray, extended: bool)
 
 
 def _tofts_model(
-    t: np.ndarray, cp: np.ndarray, p: np.ndarray, extended: bool
+    grid: tuple[np.ndarray, np.ndarray | None], cp: np.ndarray, p: np.ndarray, extended: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Model curves (N, T) and Jacobian (N, T, 2|3) for parameters p (N, 3) = Ktrans/min, ve, vp."""
+    """Model curves (N, T) and Jacobian (N, T, 2|3) for parameters p (N, 3) = Ktrans/min, ve, vp.
+
+    The convolution runs on the model grid (the AIF's own, possibly finer than the samples) and
+    is then sampled at the observation times.
+    """
     ktrans = p[:, 0] / 60.0
     ve = p[:, 1]
     kep = ktrans / ve
-    conv = exp_conv(t, cp, kep)
+    conv_m = exp_conv(grid[0], cp, kep)
     h = 1e-6 * np.maximum(kep, 1e-6)
-    dconv = (exp_conv(t, cp, kep + h) - conv) / h[:, None]
+    conv = _obs(grid, conv_m)
+    dconv = (_obs(grid, exp_conv(grid[0], cp, kep + h)) - conv) / h[:, None]
     model = ktrans[:, None] * conv
     cols = [
         (conv + ktrans[:, None] * dconv / ve[:, None]) / 60.0,
         -ktrans[:, None] * dconv * (ktrans / ve**2)[:, None],
     ]
     if extended:
-        cpb = np.broadcast_to(cp, model.shape)
+        cpb = np.broadcast_to(_obs(grid, cp), model.shape)
         model = model + p[:, 2:3] * cpb
         cols.append(cpb)
     return model, np.stack(cols, axis=-1)
 
 
 def _levenberg_marquardt(
-    t: np.ndarray,
+    grid: tuple[np.ndarray, np.ndarray | None],
     ct: np.ndarray,
     cp: np.ndarray,
     p0: np.ndarray,
@@ -117,7 +144,7 @@ def _levenberg_marquardt(
     hi = np.array([bounds["Ktrans"][1], bounds["ve"][1], bounds["vp"][1]])
     npar = 3 if extended else 2
     p = np.clip(p0, lo, hi)
-    model, jac = _tofts_model(t, cp, p, extended)
+    model, jac = _tofts_model(grid, cp, p, extended)
     rss = np.sum((model - ct) ** 2, axis=-1)
     lam = np.full(ct.shape[0], 1e-3)
     active = np.ones(ct.shape[0], dtype=bool)
@@ -135,7 +162,7 @@ def _levenberg_marquardt(
         trial = p[idx].copy()
         trial[:, :npar] = np.clip(trial[:, :npar] + step, lo[:npar], hi[:npar])
         cpi = cp if cp.ndim == 1 else cp[idx]
-        m_new, j_new = _tofts_model(t, cpi, trial, extended)
+        m_new, j_new = _tofts_model(grid, cpi, trial, extended)
         rss_new = np.sum((m_new - ct[idx]) ** 2, axis=-1)
         better = rss_new < rss[idx]
         gain = (rss[idx] - rss_new) / np.maximum(rss[idx], 1e-300)
@@ -154,6 +181,7 @@ def fit_tofts(
     cp: np.ndarray,
     extended: bool = False,
     *,
+    t_cp: np.ndarray | None = None,
     fit_delay: bool = False,
     max_delay_s: float = 30.0,
     delay_step_s: float | None = None,
@@ -167,30 +195,35 @@ def fit_tofts(
     curve, arrays of the stack's shape otherwise. ``cp`` is the plasma AIF (mM), shared (T,) or
     per voxel. With ``fit_delay`` the AIF is shifted over a grid of delays up to ``max_delay_s``;
     each voxel keeps the delay whose linear fit fits best, then is refined with it.
+
+    ``t_cp``: the AIF's own (finer) time grid when the curves are sampled sparsely (a conventional
+    protocol samples every 60-90 s and would miss the first pass); the model convolves on that
+    grid and samples at ``t``.
     """
-    t, ct2, cp2, batch = _prepare(t, ct, cp)
+    t, ct2, cp2, batch, grid = _prepare(t, ct, cp, t_cp)
+    tm = grid[0]
     bnd = {**TOFTS_BOUNDS, **(bounds or {})}
     finite = np.all(np.isfinite(ct2), axis=-1)
     ctf = np.where(finite[:, None], ct2, 0.0)
     delay = np.zeros(ct2.shape[0])
     if fit_delay:
-        step = delay_step_s or float(max(np.min(np.diff(t)), 0.5))
+        step = delay_step_s or float(max(np.min(np.diff(tm)), 0.5))
         cands = np.arange(0.0, max_delay_s + 1e-9, step)
         best = np.full(ct2.shape[0], np.inf)
-        cp_v = np.empty_like(ctf)
+        cp_v = np.empty((ct2.shape[0], tm.size))
         p0 = np.zeros((ct2.shape[0], 3))
         for d in cands:
-            cpd = _shift(t, cp2, d) if cp2.ndim == 1 else np.stack([_shift(t, c, d) for c in cp2])
-            p_lin = _tofts_linear(t, ctf, cpd, extended)
-            m, _ = _tofts_model(t, cpd, np.clip(p_lin, 1e-6, None), extended)
+            cpd = _shift(tm, cp2, d) if cp2.ndim == 1 else np.stack([_shift(tm, c, d) for c in cp2])
+            p_lin = _tofts_linear(t, grid, ctf, cpd, extended)
+            m, _ = _tofts_model(grid, cpd, np.clip(p_lin, 1e-6, None), extended)
             rss = np.sum((m - ctf) ** 2, axis=-1)
             win = rss < best
             best[win], delay[win], p0[win] = rss[win], d, p_lin[win]
-            cp_v[win] = np.broadcast_to(cpd, ctf.shape)[win]
+            cp_v[win] = np.broadcast_to(cpd, cp_v.shape)[win]
         cp2 = cp_v
     else:
-        p0 = _tofts_linear(t, ctf, cp2, extended)
-    p, rss = _levenberg_marquardt(t, ctf, cp2, p0, extended, bnd, n_iter)
+        p0 = _tofts_linear(t, grid, ctf, cp2, extended)
+    p, rss = _levenberg_marquardt(grid, ctf, cp2, p0, extended, bnd, n_iter)
     p[~finite] = np.nan
     rss[~finite] = np.nan
     out = {"Ktrans": p[:, 0], "ve": p[:, 1], "kep": p[:, 0] / p[:, 1], "rss": rss}
@@ -209,7 +242,7 @@ def fit_patlak(
     The model is linear, so the bounded least-squares solution is exact: the unconstrained
     solution where it is inside the bounds, else the best of the solutions on the bounds' faces.
     """
-    t, ct2, cp2, batch = _prepare(t, ct, cp)
+    t, ct2, cp2, batch, _ = _prepare(t, ct, cp)
     b = {"vp": (0.0, 1.0), "PS": (0.0, 5.0), **(bounds or {})}
     finite = np.all(np.isfinite(ct2), axis=-1)
     y = np.where(finite[:, None], ct2, 0.0)

@@ -46,6 +46,7 @@ class FTVResult:
     thresholds: dict[str, float] = field(default_factory=dict)
     early_index: int = 0
     late_index: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
@@ -73,14 +74,29 @@ def ftv(
     roi: object = None,
     *,
     pe_threshold_pct: float = 70.0,
-    background_fraction: float = 0.6,
+    background_fraction: float | None = None,
     background_percentile: float = 95.0,
     background_scope: Literal["study", "roi"] = "study",
     min_neighbours: int = 2,
     min_component_voxels: int = 5,
 ) -> FTVResult:
-    """Functional tumour volume of ``roi`` (box [z0, y0, x0, z1, y1, x1], mask, point or None = all)."""
+    """Functional tumour volume of ``roi`` (box [z0, y0, x0, z1, y1, x1], mask, point or None = all).
+
+    ``background_fraction`` defaults to ACRIN's 0.6, except for a study known to be acquired
+    without fat suppression (``study.meta["fat_saturation"] is False``): there bright fat sets
+    the 95th percentile and 0.6 of it would remove the lesions themselves, so 0.1 (a noise floor)
+    is used and the result says so.
+    """
     check_study(study)
+    notes: list[str] = []
+    if background_fraction is None:
+        background_fraction = 0.6
+        if study.meta.get("fat_saturation") is False:
+            background_fraction = 0.1
+            notes.append(
+                "No fat suppression: background threshold 0.1 x P95(pre) instead of ACRIN's 0.6 "
+                "(bright fat would set it above the lesions' own signal)."
+            )
     roi_m = _roi_mask(study.shape, roi)
     if not roi_m.any():
         raise KineticsError("The FTV region is empty; draw a box around the lesion.")
@@ -107,7 +123,14 @@ def ftv(
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         pe = np.where(pre > 0, 100.0 * (early - pre) / pre, 0.0)
-    keep = roi_c & finite & (pre >= bg) & (pe >= pe_threshold_pct)
+    enhancing = roi_c & finite & (pe >= pe_threshold_pct)
+    keep = enhancing & (pre >= bg)
+    n_enh = int(enhancing.sum())
+    if n_enh and keep.sum() < 0.5 * n_enh:
+        notes.append(
+            f"The background threshold removed {100 * (1 - keep.sum() / n_enh):.0f} % of the voxels that enhance "
+            ">= the PE threshold; if the images are not fat-suppressed, pass background_fraction=0.1."
+        )
     keep = _connectivity_filter(keep, min_neighbours, min_component_voxels)
 
     e_early, e_late = early - pre, late - pre
@@ -144,4 +167,5 @@ def ftv(
         },
         early_index=i_early,
         late_index=i_late,
+        warnings=notes,
     )

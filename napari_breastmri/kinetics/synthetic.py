@@ -92,6 +92,12 @@ def synthetic_study(
         source="synthetic",
         study_uid="2.25.1234567",
         warnings=[DEMO_LABEL],
-        meta={"demo": DEMO_LABEL, "t10_s": 1.2, "r1": R1, "s0": s0},
+        meta={
+            "demo": DEMO_LABEL,
+            "t10_s": 1.2,
+            "relaxivity_per_mM_s": R1,
+            "s0": s0,
+            "injection_time_s": 20.0,
+        },
     )
     return study, SyntheticTruth(label, truth)
