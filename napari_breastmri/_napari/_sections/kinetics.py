@@ -16,6 +16,8 @@ from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox
 from .. import _layers, _plots
 from ._base import Section
 
+#: the SER colour map is shown where PE >= 70 % (the ACRIN 6657 / I-SPY FTV threshold)
+SER_MIN_PE = 70.0
 MAPS = ("PE", "SER colour map", "curve type", "washin", "washout", "ttp", "subtraction", "MIP")
 
 
@@ -124,10 +126,12 @@ class KineticsSection(Section):
             tup = _layers.mip_layer(np.max(study.data[1] - study.data[0], axis=0), study)
             tup[1]["visible"] = True
         else:
+            maps = self.maps()
             key = {"PE": "pe", "SER colour map": "ser", "curve type": "curve_type"}.get(kind, kind)
-            tup = _layers.kinetic_map_layer(
-                kind if kind != "SER colour map" else "SER", self.maps()[key], study.affine
-            )
+            values = maps[key]
+            if kind == "SER colour map":  # SER means something only where the tissue enhances
+                values = np.where(maps["pe"] >= SER_MIN_PE, values, 0.0)
+            tup = _layers.kinetic_map_layer(kind if kind != "SER colour map" else "SER", values, study.affine)
         tup[1]["metadata"] = _layers._meta("kinetic_map", kind=kind)
         return tup
 
@@ -135,6 +139,7 @@ class KineticsSection(Section):
         if self.state.study is None:
             return None
         kind = kind or self.map_choice.currentText()
+        self.map_choice.setCurrentText(kind)
         try:
             tup = self.map_tuple(kind)
         except Exception as exc:
