@@ -1,0 +1,165 @@
+"""A cohort on a real Dask LocalCluster (worker processes): one broken case, resume, metrics, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_breastmri import batch, progress
+from napari_breastmri.types import CasePrediction
+
+pytestmark = pytest.mark.slow
+
+TASK = "tests.integration.test_batch_cohort:noisy_task"
+
+
+def noisy_task(case: str, out_dir: Path, options: dict) -> dict:
+    """A stand-in model with known mistakes (runs on a Dask worker, imported by name).
+
+    It reports the phantom truth except that it misses the last truth lesion of every case and adds
+    one false-positive box, and it says p(pcr) = 0.8 for cases whose id ends in an even digit.
+    """
+    from napari_breastmri.io import load_study
+    from napari_breastmri.io.export import export_json, findings_from_truth, load_case_truth
+
+    study = load_study(case)
+    truth, mask = load_case_truth(case, study)
+    findings = findings_from_truth(study, truth, mask)
+    if findings.lesions:
+        missed = findings.lesions.pop()
+        if findings.label_mask is not None and missed.label:
+            findings.label_mask[findings.label_mask == missed.label] = 0
+    fp = findings_from_truth(study, {"lesions": [{"id": 99, "bbox": [0, 0, 0, 2, 3, 3]}]}, None).lesions[0]
+    findings.lesions.append(fp)
+    p = 0.8 if int(Path(case).name[-1]) % 2 == 0 else 0.3
+    findings.case_predictions["pcr"] = CasePrediction("pcr", {"no_pcr": 1 - p, "pcr": p}, model="noisy@1")
+    export_json(findings, out_dir)
+    row = {"n_lesions": len(findings.lesions), **batch.truth_columns(findings, truth, mask)}
+    row.update({"p:pcr:pcr": p, "p:pcr:no_pcr": 1 - p})
+    return row
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from napari_breastmri.phantom.write import write_cohort
+
+    root = tmp_path_factory.mktemp("cohort")
+    folders = progress.run(write_cohort(3, 11, root / "cases", shape=(12, 40, 40)))
+    broken = root / "cases" / "broken_case"
+    broken.mkdir()
+    (broken / "IM0001.dcm").write_bytes(b"DICM" + b"\x00" * 64)  # not DICOM at all
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Patient ID", "pcr"])
+        for i, folder in enumerate(folders):  # truth: cases 0 and 1 reached pCR
+            writer.writerow([folder.name, "pcr" if i in (0, 1) else "no_pcr"])
+    return {"cases": [str(f) for f in folders] + [str(broken)], "labels": labels, "root": root}
+
+
+@pytest.fixture(scope="module")
+def first_run(cohort: dict) -> tuple[Path, batch.BatchResult]:
+    out = cohort["root"] / "run"
+    result = progress.run(
+        batch.run_batch(cohort["cases"], out, task=TASK, workers=2, labels_csv=cohort["labels"])
+    )
+    return out, result
+
+
+def test_batch_survives_a_broken_case(first_run: tuple[Path, batch.BatchResult], cohort: dict) -> None:
+    out, result = first_run
+    by_id = {r["case_id"]: r for r in result.rows}
+    assert [r["case_id"] for r in result.rows] == batch.case_ids(cohort["cases"])
+    assert by_id["broken_case"]["status"] == "failed" and by_id["broken_case"]["error"]
+    assert sum(r["status"] == "done" for r in result.rows) == 3
+    assert not (out / "broken_case").exists()  # nothing half-written for the failed case
+    assert "Traceback" in (out / "failed" / "broken_case.txt").read_text()
+    for cid, row in by_id.items():
+        if row["status"] == "done":
+            assert json.loads((out / cid / "result.json").read_text())["case_id"] == cid
+            assert (out / cid / "findings.json").is_file()
+    with open(result.cohort_csv, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["case_id"] for r in table] == [r["case_id"] for r in result.rows]
+    assert table[-1]["status"] == "failed" and table[-1]["error"]
+
+
+def test_batch_metrics(first_run: tuple[Path, batch.BatchResult]) -> None:
+    """Every case misses exactly one truth lesion and has one false positive; pCR AUC is known."""
+    out, result = first_run
+    m = json.loads((out / "metrics.json").read_text())
+    done = [r for r in result.rows if r["status"] == "done"]
+    n_truth = sum(r["n_truth"] for r in done)
+    with_lesions = sum(r["n_truth"] > 0 for r in done)
+    assert m["lesion_sensitivity"] == pytest.approx((n_truth - with_lesions) / n_truth)
+    assert m["false_positives_per_case"] == pytest.approx(1.0)
+    assert 0.0 < m["dice_mean"] < 1.0
+    # labels CSV: cases 0 and 1 are pCR; the model says 0.8 for cases 0 and 2, 0.3 for 1 -> AUC (0.5 + 0) / 2
+    assert m["targets"]["pcr"]["n"] == 3
+    assert m["targets"]["pcr"]["auc"] == pytest.approx(0.25)
+    assert {"metrics/detection.png", "metrics/pcr.png"} <= set(m["plots"])
+    assert all((out / p).read_bytes().startswith(b"\x89PNG") for p in m["plots"])
+
+
+def test_batch_cli_resumes(
+    first_run: tuple[Path, batch.BatchResult], cohort: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Completed cases are skipped untouched; the broken one is tried again and fails again."""
+    from napari_breastmri.cli import main
+
+    out, result = first_run
+    done = [r["case_id"] for r in result.rows if r["status"] == "done"]
+    stamps = {cid: (out / cid / "result.json").stat().st_mtime_ns for cid in done}
+    rc = main(["batch", *cohort["cases"], "--out", str(out), "--workers", "1", "--task", TASK])
+    printed = capsys.readouterr().out
+    assert rc == 1  # a case failed
+    assert "failed: broken_case" in printed and "3/4 cases ok" in printed
+    assert stamps == {cid: (out / cid / "result.json").stat().st_mtime_ns for cid in done}
+    with open(out / "cohort.csv", newline="") as fh:
+        assert [r["status"] for r in csv.DictReader(fh)] == ["skipped"] * 3 + ["failed"]
+
+
+def test_case_ids_are_unique_and_safe() -> None:
+    assert batch.case_ids(["/a/x", "/b/x", "/c/case 1.nii.gz", "/d/y.dcm"]) == ["x", "x_2", "case_1", "y"]
+
+
+def test_metrics_from_rows(tmp_path: Path) -> None:
+    from napari_breastmri.report.cohort import cohort_metrics
+
+    rows = [
+        {
+            "case_id": "a",
+            "status": "done",
+            "n_truth": 2,
+            "found": 2,
+            "false_positives": 0,
+            "dice": 0.8,
+            "truth:subtype": "luminal_a",
+            "p:subtype:luminal_a": 0.7,
+            "p:subtype:her2_enriched": 0.3,
+        },
+        {
+            "case_id": "b",
+            "status": "done",
+            "n_truth": 1,
+            "found": 0,
+            "false_positives": 2,
+            "dice": 0.0,
+            "truth:subtype": "her2_enriched",
+            "p:subtype:luminal_a": 0.4,
+            "p:subtype:her2_enriched": 0.6,
+        },
+        {"case_id": "c", "status": "failed", "error": "boom"},
+    ]
+    m = cohort_metrics(rows, tmp_path)
+    assert m["lesion_sensitivity"] == pytest.approx(2 / 3)
+    assert m["false_positives_per_case"] == pytest.approx(1.0)
+    assert m["dice_mean"] == pytest.approx(0.4)
+    assert m["failed"] == 1
+    sub = m["targets"]["subtype"]
+    assert sub["accuracy"] == 1.0 and sub["auc"] == pytest.approx(1.0)
+    assert np.isfinite(sub["ece"])
