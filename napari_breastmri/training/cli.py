@@ -30,8 +30,9 @@ TEST_SEED0 = 900_000_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--task", required=True, choices=[*TASKS, "all"], help="what to train ('all': every demo)"
-    )
+        "--task", required=True, type=_task_list,
+        help=f"what to train: one of {', '.join(TASKS)}, a comma-separated list of them, or 'all'",
+    )  # fmt: skip
     parser.add_argument("--cases", type=int, default=60, help="training cases (phantom) [60]")
     parser.add_argument(
         "--val-cases", type=int, default=None, help="validation cases (phantom) [cases/4, >= 12]"
@@ -76,14 +77,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
 
 
+def _task_list(text: str) -> list[str]:
+    keys = list(TASKS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in keys if k not in TASKS]
+    if bad or not keys:
+        raise argparse.ArgumentTypeError(
+            f"unknown task(s) {bad or text!r}; choose from {', '.join(TASKS)} or 'all'"
+        )
+    return keys
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import progress
 
     torch.set_num_threads(max(1, args.threads))
-    keys = list(TASKS) if args.task == "all" else [args.task]
-    pkgs = progress.run(train_tasks(keys, args), progress.tqdm_printer(f"train {args.task}"))
+    pkgs = progress.run(train_tasks(args.task, args), progress.tqdm_printer(f"train {','.join(args.task)}"))
     for pkg in pkgs:
         print(f"{pkg.card.name}: {pkg.path}")
         for k, v in pkg.card.metrics.items():
