@@ -297,6 +297,27 @@ class AnnotationSession:
             self._commit(edit)
             return n
 
+    def set_voxels(self, indices: tuple[Any, Any, Any], values: Any, *, who: str | None = None) -> int:
+        """Set voxels (z, y, x index arrays) to per-voxel ``values``: napari Labels' paint-event atoms.
+
+        One call is one undoable edit (a brush stroke); returns how many voxels changed.
+        """
+        coords = [np.asarray(c, dtype=np.int64).ravel() for c in indices]
+        vals = np.broadcast_to(np.asarray(values, dtype=np.int16).ravel(), coords[0].shape)
+        inside = np.all([(c >= 0) & (c < n) for c, n in zip(coords, self.shape, strict=True)], axis=0)
+        flat = np.ravel_multi_index([c[inside] for c in coords], self.shape)
+        flat, last = np.unique(flat[::-1], return_index=True)  # a voxel painted twice keeps its last value
+        new = vals[inside][::-1][last]
+        with self._lock:
+            edit = self._begin(who or self.user, "paint stroke")
+            n = self._change_mask_at(edit, flat, new)
+            if n:
+                edit.what += f" ({n} voxels)"
+                labels = np.unique(new[new > 0])
+                edit.lesion_id = self._lesion_for_label(int(labels[0])) if labels.size == 1 else None
+                self._commit(edit)
+            return n
+
     def set_mask(self, mask: np.ndarray, *, who: str | None = None, what: str = "replace mask") -> int:
         """Replace the label mask (e.g. after a napari Labels stroke); only changed voxels are kept."""
         mask = np.asarray(mask)

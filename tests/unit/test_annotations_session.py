@@ -95,6 +95,19 @@ def test_paint_erase_set_mask_undo() -> None:
         s.add_box([0, 0, 0, 0, 5, 5])
 
 
+def test_set_voxels_like_a_napari_stroke() -> None:
+    s = AnnotationSession(UID, SHAPE, AFFINE, store=None)
+    s.load_findings(_findings())
+    z = np.array([0, 0, 0, 50])
+    y = np.array([1, 1, 2, 0])
+    x = np.array([1, 1, 2, 0])
+    assert s.set_voxels((z, y, x), [3, 5, 5, 5]) == 2  # repeated voxel keeps its last value; outside ignored
+    assert s.label_mask[0, 1, 1] == 5 and s.label_mask[0, 2, 2] == 5
+    assert s.history[-1]["what"] == "paint stroke (2 voxels)"
+    s.undo()
+    assert s.label_mask[0, 1, 1] == 0
+
+
 def test_to_findings_drops_rejected() -> None:
     s = AnnotationSession(UID, SHAPE, AFFINE, store=None)
     s.load_findings(_findings())
