@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
@@ -60,9 +61,26 @@ class BreastMRIWidget(QWidget):
         self.state.phi_hidden_changed.connect(self._update_title)
         self.state.study_changed.connect(self._update_title)
         self.state.findings_changed.connect(self._show_findings)
+        self.state.findings_changed.connect(lambda *_: QTimer.singleShot(0, self.relayout))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in list(self.viewer.layers):  # a case opened before the dock was
             self._adopt(layer)
+
+    # ----- sections ------------------------------------------------------------------------
+    def show_sections(self, *titles: str) -> None:
+        """Expand these sections and collapse the others (screenshots, teaching)."""
+        for title, box in self.collapsibles.items():
+            if title in titles:
+                box.expand(animate=False)
+            else:
+                box.collapse(animate=False)
+        QTimer.singleShot(0, self.relayout)
+
+    def relayout(self) -> None:
+        """Re-fit expanded sections to their content (a table that grew, a longer label)."""
+        for box in self.collapsibles.values():
+            if box.isExpanded():
+                box.expand(animate=False)
 
     # ----- layers ---------------------------------------------------------------------------
     def layers_with_role(self, role: str) -> list[Any]:

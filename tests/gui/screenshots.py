@@ -16,6 +16,7 @@ from pathlib import Path
 import torch  # noqa: F401  (before Qt)
 
 SIZE = (1600, 1000)
+_DOCKS: list = []
 
 
 def _settle(app, seconds: float = 0.6) -> None:
@@ -33,15 +34,14 @@ def _wait(app, job, timeout: float = 600.0) -> None:
 
 
 def _only(dock, *titles: str) -> None:
-    for title, box in dock.collapsibles.items():
-        if title in titles:
-            box.expand(animate=False)
-        else:
-            box.collapse(animate=False)
+    dock.show_sections(*titles)
 
 
 def _shot(viewer, app, path: Path) -> None:
     _settle(app)
+    for dock in _DOCKS:
+        dock.relayout()
+    _settle(app, 0.3)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
     print(f"wrote {path}", file=sys.stderr)
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.window._qt_window.resize(*SIZE)
     dock = BreastMRIWidget(viewer)
     viewer.window.add_dock_widget(dock, area="right", name="Breast DCE-MRI")
+    _DOCKS.append(dock)
     app = QApplication.instance()
     case = generate_case(args.seed)
     case.study.meta.setdefault("synthetic", True)
