@@ -83,6 +83,29 @@ print(json.dumps({"seconds": t1 - t0, "cpu_s": r.ru_utime + r.ru_stime, "import_
                   "peak_mb": r.ru_maxrss / 1024}))
 """
 
+_DCM2NIIX_LOAD = """
+import json, resource, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import nibabel as nib
+def cpu(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+t0, c0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
+subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-o", sys.argv[2], sys.argv[1]], check=True,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+files = sorted(Path(sys.argv[2]).glob("*.nii"))
+first = nib.load(files[0])
+out = np.empty((len(files), *first.shape[::-1]), np.float32)
+for i, f in enumerate(files):
+    out[i] = np.asarray(nib.load(f).dataobj, dtype=np.float32).T
+t1 = time.perf_counter()
+assert out.shape == tuple(json.loads(sys.argv[3])), out.shape
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"seconds": t1 - t0, "import_s": 0.0,
+                  "cpu_s": cpu(resource.RUSAGE_SELF) - c0 + cpu(resource.RUSAGE_CHILDREN), "peak_mb": peak / 1024}))
+"""
+
 
 def _child(code: str, *args: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
@@ -135,7 +158,7 @@ def measure(dicom: Path, scratch: Path, study_mb: float, write_s: float = float(
     size_mb = sum(p.stat().st_size for p in dicom.rglob("*.dcm")) / 2**20
     for p in dicom.rglob("*.dcm"):  # warm the page cache for everyone alike
         p.read_bytes()
-    results: dict[str, list[dict]] = {"ours": [], "dcm2niix": [], "sitk": []}
+    results: dict[str, list[dict]] = {"ours": [], "dcm2niix": [], "dcm2niix+nibabel": [], "sitk": []}
     shape_arg = json.dumps(list(SHAPE))
     have_dcm2niix = shutil.which("dcm2niix") is not None
     out = scratch / "dcm2niix_out"
@@ -146,6 +169,9 @@ def measure(dicom: Path, scratch: Path, study_mb: float, write_s: float = float(
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
                 results["dcm2niix"].append(_child(_DCM2NIIX, str(dicom), str(out)))
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                results["dcm2niix+nibabel"].append(_child(_DCM2NIIX_LOAD, str(dicom), str(out), shape_arg))
             if "error" not in (results["sitk"] or [{}])[0]:
                 try:
                     results["sitk"].append(_child(_SITK, str(dicom), shape_arg))
@@ -184,6 +210,7 @@ def _report(
     ]
     for name, label in (
         ("dcm2niix", "dcm2niix -z n -b n (to NIfTI on disk)"),
+        ("dcm2niix+nibabel", "dcm2niix, then nibabel into the same float32 array"),
         ("sitk", "SimpleITK ImageSeriesReader"),
     ):
         rows = results[name]
