@@ -168,6 +168,30 @@ def truth_case(case: str, out_dir: Path, options: dict[str, Any]) -> dict[str, A
     return {"n_lesions": len(findings.lesions), **truth_columns(findings, truth, mask)}
 
 
+def kinetics_case(case: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """A model-free task: kinetic maps (PE, SER, curve types) as NIfTI and the whole-study FTV.
+
+    What a cohort study of enhancement needs, and a CPU-bound case job that runs with no model
+    installed (the batch benchmark uses it when no model package is shipped).
+    """
+    from .io import load_study
+    from .io.nifti import save_volume
+    from .kinetics.ftv import ftv
+    from .kinetics.maps import enhancement_maps
+
+    study = load_study(case)
+    maps = enhancement_maps(study, threads=False)
+    for name in ("pe", "ser", "curve_type"):
+        save_volume(np.asarray(maps[name]), study.affine, out_dir / f"{name}.nii.gz")
+    result = ftv(study)
+    curve = np.asarray(maps["curve_type"])
+    shares = {
+        n: float(np.mean(curve[curve > 0] == v)) if (curve > 0).any() else 0.0
+        for v, n in ((1, "persistent"), (2, "plateau"), (3, "washout"))
+    }
+    return {"ftv_ml": round(result.volume_ml, 3), **{f"share:{k}": round(v, 4) for k, v in shares.items()}}
+
+
 def run_case(
     task: str | Task, case: str, case_id: str, out_root: str, options: dict[str, Any]
 ) -> dict[str, Any]:
