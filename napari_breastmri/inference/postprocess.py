@@ -57,11 +57,13 @@ def to_study_grid(
     return mask, np.clip(p, 0.0, 1.0).astype(np.float32)
 
 
-def diameters_mm(coords_zyx: np.ndarray, affine: np.ndarray) -> list[float]:
+def diameters_mm(coords_zyx: np.ndarray, affine: np.ndarray, max_points: int = 20000) -> list[float]:
     """Extents (mm) along the component's principal axes, largest first, plus one voxel's size.
 
     Principal axes in world space make the number independent of how the study was sliced.
     """
+    if len(coords_zyx) > max_points:  # a regular subsample: the extents barely change, the SVD stays cheap
+        coords_zyx = coords_zyx[:: int(np.ceil(len(coords_zyx) / max_points))]
     pts = voxel_to_world(affine, coords_zyx.astype(float))
     voxel = float(np.cbrt(abs(np.linalg.det(np.asarray(affine)[:3, :3]))))
     if len(pts) < 2:
@@ -106,7 +108,7 @@ def lesions_from_mask(
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for k, (pmax, pmean, comp, sl, volume, coords) in enumerate(found):
         lid = first_id + k
-        out_labels[labels == comp] = lid
+        out_labels[sl][labels[sl] == comp] = lid
         bbox = [int(s.start) for s in sl] + [int(s.stop) for s in sl]
         lesions.append(
             Lesion(
