@@ -17,9 +17,15 @@ SHAPE = (12, 24, 24)
 CHANNELS = ["pre", "post1", "sub1"]
 
 
-def blob_volume(rng: np.random.Generator, present: bool, shape=SHAPE, radius: float = 3.0):
-    """(3, z, y, x) toy input and the blob's (centre, mask); the blob enhances after contrast."""
-    pre = rng.normal(0.0, 0.3, shape).astype(np.float32)
+def blob_volume(
+    rng: np.random.Generator, present: bool, shape=SHAPE, radius: float = 3.0, baseline: float = 0.0
+):
+    """(3, z, y, x) toy input and the blob's (centre, mask); the blob enhances after contrast.
+
+    ``baseline`` is added to the pre and post channels (tissue signal, which kinetics needs
+    positive); the toy networks subtract each channel's mean first, so it does not disturb them.
+    """
+    pre = baseline + rng.normal(0.0, 0.3, shape).astype(np.float32)
     post = pre + rng.normal(0.0, 0.3, shape).astype(np.float32)
     centre = np.array([rng.integers(r, s - r) for s, r in zip(shape, (4, 6, 6))], dtype=float)
     zz, yy, xx = np.indices(shape)
@@ -48,6 +54,7 @@ class TinyClassifier(nn.Module):
         self.head = nn.Linear(16, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(dim=(2, 3, 4), keepdim=True)
         return self.head(self.features(x).mean(dim=(2, 3, 4)))
 
 
@@ -68,6 +75,7 @@ class TinySegmenter(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(dim=(2, 3, 4), keepdim=True)
         return self.dec(self.mid(self.enc(x)))
 
 
@@ -92,9 +100,9 @@ def trained_classifier(steps: int = 40, seed: int = 0) -> TinyClassifier:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = TinyClassifier()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(steps):
-        x, y, _ = _batch(rng, 4)
+        x, y, _ = _batch(rng, 6)
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
