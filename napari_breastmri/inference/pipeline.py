@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import progress as prog
-from ..errors import Cancelled, IncompatibleModel
+from ..errors import BreastMRIError, Cancelled, IncompatibleModel
 from ..types import CasePrediction, Findings, Lesion, ModelRun, Progress, Study
 from . import device as dev_mod
 
@@ -272,7 +272,7 @@ def analyze(
     if findings.models:
         findings.device = ", ".join(sorted({m.device for m in findings.models}))
     if explain:
-        yield from _explain(study, runnable, findings, explain, should_cancel)
+        yield from _explain(study, runnable, findings, explain, should_cancel, dev)
     yield Progress("analyze", 1.0, "done")
     return findings
 
@@ -283,6 +283,7 @@ def _explain(
     findings: Findings,
     explain: str | Sequence[str] | bool,
     should_cancel: Callable[[], bool] | None,
+    device: torch.device | None = None,
 ) -> Generator[Progress, None, None]:
     """Heatmaps for packages that name a CAM layer, through the explain area's explain_study."""
     try:
@@ -296,10 +297,15 @@ def _explain(
     todo = [(p, m) for p in pkgs if p.card.cam.target_layer for m in methods]
     for i, (pkg, method) in enumerate(todo):
         _check_cancel(should_cancel)
-        heatmap = yield from prog.scaled(
-            explain_study(study, pkg, findings, method=method),
-            0.8 + 0.2 * i / len(todo),
-            0.8 + 0.2 * (i + 1) / len(todo),
-        )
+        lo, hi = 0.8 + 0.2 * i / len(todo), 0.8 + 0.2 * (i + 1) / len(todo)
+        try:
+            heatmap = yield from prog.scaled(
+                explain_study(study, pkg, findings, method=method, device=device), lo, hi
+            )
+        except Cancelled:
+            raise
+        except BreastMRIError as err:  # a heatmap is an extra: its failure must not cost the findings
+            findings.warnings.append(f"No {method} heatmap for {pkg.label}: {err}")
+            continue
         if heatmap is not None:
             findings.heatmaps.append(heatmap)

@@ -226,3 +226,32 @@ def test_window_grid_and_weights_match_monai(size, roi, overlap) -> None:
     assert torch.allclose(
         gaussian_importance(roi), compute_importance_map(roi, mode="gaussian", sigma_scale=0.125)
     )
+
+
+def test_explain_hook_collects_heatmaps_and_survives_a_failing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import napari_breastmri.explain as explain_pkg
+    from napari_breastmri.errors import BreastMRIError
+    from napari_breastmri.types import Heatmap
+
+    study, _ = blob_study()
+    card = seg_card()
+    card["cam"] = {"target_layer": "head"}
+    pkg = save_package(tmp_path / "cam", card, ThresholdNet(), fmt="torchscript")
+    calls: list[tuple[str, int]] = []
+
+    def fake_explain(study_, package, findings, method="gradcam", device=None):
+        calls.append((method, len(findings.lesions)))
+        yield Progress("explain", 0.5, "")
+        if method == "broken":
+            raise BreastMRIError("layer not found")
+        return Heatmap(
+            np.zeros(study_.shape, np.float32), study_.affine, method, "lesion 1", "head", package.label
+        )
+
+    monkeypatch.setattr(explain_pkg, "explain_study", fake_explain)
+    findings = progress.run(analyze(study, [pkg], explain=["gradcam", "broken"]))
+    assert calls == [("gradcam", 2), ("broken", 2)]  # explained after the lesions were found
+    assert [h.method for h in findings.heatmaps] == ["gradcam"]
+    assert any("No broken heatmap for toy-seg@1.0: layer not found" in w for w in findings.warnings)
