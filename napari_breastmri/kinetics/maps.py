@@ -347,6 +347,18 @@ def bolus_arrival(study: Study, *, top_fraction: float = 1e-3, level: float = 0.
     return float(_first_crossing(t, enh[None], level * enh.max())[0])
 
 
+def _effective_steps(t: np.ndarray) -> np.ndarray:
+    """Start time of each interval t[i-1] -> t[i], no longer than the typical frame spacing.
+
+    Why: the pre-contrast phase of an ultrafast study is often acquired well before the first
+    ultrafast frame; interpolating across that gap would date the enhancement seconds too early.
+    The signal is taken as baseline until one typical frame spacing before the next frame.
+    """
+    dt = np.diff(t)
+    typical = float(np.median(dt))
+    return np.concatenate([[t[0]], t[1:] - np.minimum(dt, typical)])
+
+
 def _first_crossing(t: np.ndarray, y: np.ndarray, thr: np.ndarray | float) -> np.ndarray:
     """First time each curve y (N, T) reaches ``thr`` (linear interpolation); NaN if never."""
     thr = np.broadcast_to(np.asarray(thr, float), y.shape[:1])
@@ -356,7 +368,7 @@ def _first_crossing(t: np.ndarray, y: np.ndarray, thr: np.ndarray | float) -> np
     prev = np.maximum(first - 1, 0)
     rows = np.arange(y.shape[0])
     y0, y1 = y[rows, prev], y[rows, first]
-    t0, t1 = t[prev], t[first]
+    t0, t1 = _effective_steps(t)[first], t[first]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where((first > 0) & (y1 > y0), (thr - y0) / (y1 - y0), 0.0)
     out = t0 + np.clip(frac, 0, 1) * (t1 - t0)
@@ -371,6 +383,8 @@ def ultrafast_maps(
     ``frames`` picks the phases to use (default: pre plus the ultrafast frames when the protocol
     says so, else all). ``tte`` is the time relative enhancement first reaches ``threshold_pct``
     minus the bolus arrival; voxels that never reach it hold 0 and are False in ``enhancing``.
+    Across a long gap between the pre-contrast phase and the first frame the signal is taken as
+    baseline until one frame spacing before that frame (for the crossing and the slope).
     """
     check_study(study)
     if frames is None:
@@ -384,7 +398,7 @@ def ultrafast_maps(
     valid = np.isfinite(data).all(axis=0) & (pre > 0)
     rel = np.float32(100.0) * (data - pre) / np.where(valid, pre, np.float32(1.0))
     rel = np.where(valid, rel, np.float32(0.0)).reshape(len(frames), -1).T
-    slopes = np.diff(rel, axis=1) / np.diff(t)
+    slopes = np.diff(rel, axis=1) / (t[1:] - _effective_steps(t)[1:])
     cross = _first_crossing(t, rel, threshold_pct).reshape(study.shape)
     enhancing = valid & np.isfinite(cross)
     return {

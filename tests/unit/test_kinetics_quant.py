@@ -78,3 +78,21 @@ def test_phantom_curve_types_ktrans_ftv(phantom_cases) -> None:  # type: ignore[
         "\nFTV (box) vs phantom enhancing_volume_ml, relative error per lesion:",
         [f"{e:+.1%}" for e in errors],
     )
+
+
+@pytest.mark.slow
+def test_phantom_ultrafast_helpers() -> None:
+    phantom = pytest.importorskip("napari_breastmri.phantom")
+    case = phantom.generate_case(4, protocol="ultrafast", n_lesions=2)
+    study = case.study
+    uf = k.ultrafast_maps(study)
+    # arrival within one ultrafast frame of the injection the phantom used
+    assert abs(uf["bolus_arrival_s"] - study.meta["injection_time_s"]) <= study.protocol.temporal_resolution_s
+    by_type = {}
+    for les in case.truth["lesions"]:
+        sel = case.label_mask == les["id"]
+        assert uf["enhancing"][sel].mean() > 0.9
+        by_type[les["curve_type"]] = (np.median(uf["tte"][sel]), np.median(uf["max_slope"][sel]))
+    # the fast-exchange (washout) lesion enhances earlier and steeper than the persistent one
+    assert by_type["washout"][0] < by_type["persistent"][0]
+    assert by_type["washout"][1] > 1.5 * by_type["persistent"][1]
