@@ -70,6 +70,22 @@ def _draw_heatmap(ax, heat2d: np.ndarray | None) -> None:
         ax.imshow(shown, cmap="jet", vmin=0, vmax=1, alpha=0.45, interpolation="nearest")
 
 
+def _zoom_window(
+    bbox: Sequence[int], shape: Sequence[int], margin: float = 0.75
+) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): a square-ish window around the box with a margin, inside the image."""
+    _, y0, x0, _, y1, x1 = (int(v) for v in bbox)
+    half = max(y1 - y0, x1 - x0) * (0.5 + margin) + 4
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    ny, nx = int(shape[1]), int(shape[2])
+    return (
+        max(0, int(cy - half)),
+        min(ny, int(np.ceil(cy + half))),
+        max(0, int(cx - half)),
+        min(nx, int(np.ceil(cx + half))),
+    )
+
+
 def lesion_key_image(
     study: Study,
     subtraction: np.ndarray,
@@ -78,7 +94,7 @@ def lesion_key_image(
     lesion: Lesion,
     heatmap: Heatmap | None,
 ) -> bytes:
-    """Three panels: the lesion's central slice on pre and subtraction, and the subtraction MIP.
+    """Four panels: the lesion's central slice on pre and subtraction, a zoom, and the subtraction MIP.
 
     The box is yellow, the mask outline cyan, the heatmap (when there is one) a jet overlay on the
     subtraction; the MIP shows the box projected through all slices.
@@ -94,34 +110,31 @@ def lesion_key_image(
         heat = np.asarray(heatmap.data)
     pre = study.data[0]
     mip = subtraction.max(axis=0)
-    fig = _figure(12, 4.3)
-    axes = fig.subplots(1, 3)
+    fig = _figure(14, 4.0)
+    axes = fig.subplots(1, 4)
+    m_z = None if mask is None else mask[z]
+    h_z = None if heat is None else heat[z]
     panels = [
-        (
-            pre[z],
-            f"{study.phase_labels[0]} - slice {z + 1}/{study.shape[0]}",
-            None if mask is None else mask[z],
-            None,
-        ),
-        (
-            subtraction[z],
-            f"{sub_label} - slice {z + 1}",
-            None if mask is None else mask[z],
-            None if heat is None else heat[z],
-        ),
+        (pre[z], f"{study.phase_labels[0]} - slice {z + 1}/{study.shape[0]}", m_z, None, None),
+        (subtraction[z], f"{sub_label} - slice {z + 1}", m_z, h_z, None),
+        (subtraction[z], "zoom", m_z, h_z, _zoom_window(lesion.bbox, study.shape)),
         (
             mip,
             f"MIP of {sub_label}",
             None if mask is None else mask.any(axis=0),
             None if heat is None else heat.max(axis=0),
+            None,
         ),
     ]
-    for ax, (img, title, m2, h2) in zip(axes, panels):
-        lo, hi = _window(img)
+    for ax, (img, title, m2, h2, zoom) in zip(axes, panels):
+        lo, hi = _window(img if zoom is None else img[zoom[0] : zoom[1], zoom[2] : zoom[3]])
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(study), interpolation="nearest")
         _draw_heatmap(ax, h2)
         _draw_mask(ax, m2)
-        _draw_box(ax, lesion.bbox, label=f"L{lesion.id}")
+        _draw_box(ax, lesion.bbox, label=None if zoom else f"L{lesion.id}")
+        if zoom is not None:
+            ax.set_xlim(zoom[2] - 0.5, zoom[3] - 0.5)
+            ax.set_ylim(zoom[1] - 0.5, zoom[0] - 0.5)
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
     if heat is not None:
