@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,11 +130,16 @@ class AnnotationSession:
     # ---- construction --------------------------------------------------------------------
     @classmethod
     def for_study(cls, study: Study, findings: Findings | None = None, **kwargs: Any) -> AnnotationSession:
-        """A session on ``study``'s grid, seeded with model findings (their lesions stay "proposed")."""
+        """A session on ``study``'s grid, seeded with model findings (their lesions stay "proposed").
+
+        The store defaults to a folder beside ``case_path`` (or ``study.source`` when it is a path),
+        else the user folder; pass ``store=None`` for a session that is not saved.
+        """
+        case_path = kwargs.pop("case_path", None)
+        if case_path is None and study.source and Path(study.source).exists():
+            case_path = study.source
         if "store" not in kwargs:
-            kwargs["store"] = AnnotationStore(
-                default_root(study.source or None), study.study_uid or "unknown"
-            )
+            kwargs["store"] = AnnotationStore(default_root(case_path), study.study_uid or "unknown")
         session = cls(study.study_uid or "unknown", study.shape, study.affine, **kwargs)
         if findings is not None:
             session.load_findings(findings)

@@ -86,6 +86,11 @@ class SavedState:
     def n_edits(self) -> int:
         return int((self.snapshot or {}).get("seq", 0)) + len(self.journal)
 
+    def describe(self) -> str:
+        """One line for the viewer's "restore?" question."""
+        lesions = len((self.snapshot or {}).get("lesions", []))
+        return f"{self.n_edits} edits ({lesions} lesions at the last snapshot), last change {self.saved_at}"
+
 
 class AnnotationStore:
     """Reads and writes one study's annotation folder; thread-safe."""

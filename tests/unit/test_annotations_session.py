@@ -135,6 +135,8 @@ def test_restore_from_snapshot_and_journal(store: AnnotationStore) -> None:
     store.close()  # as if the process ended without a final snapshot
     again = AnnotationSession.restore(AnnotationStore(store.folder.parent, UID), SHAPE, AFFINE, autosave_s=0)
     assert again is not None
+    saved = AnnotationStore(store.folder.parent, UID).load()
+    assert saved is not None and saved.n_edits == 6 and saved.describe().startswith("6 edits")
     got = again.to_findings(include_rejected=True)
     assert [les.bbox for les in got.lesions] == [les.bbox for les in expected.lesions]
     assert [les.status for les in got.lesions] == ["accepted", "proposed", "added"]
@@ -169,6 +171,28 @@ def test_background_autosave_and_compaction(store: AnnotationStore) -> None:
     s.close()
     restored = AnnotationSession.restore(store, SHAPE, AFFINE, autosave_s=0)
     assert restored is not None and len(restored.lesions) == 2 and restored.label_mask.sum() == 2 * 4 * 4
+
+
+def test_for_study_stores_beside_the_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_breastmri.kinetics.synthetic import synthetic_study
+
+    monkeypatch.delenv("BREASTMRI_ANNOTATIONS_DIR", raising=False)
+    study, _ = synthetic_study((4, 16, 16))
+    case = tmp_path / "case"
+    case.mkdir()
+    study.source = str(case)
+    f = Findings(
+        shape=study.shape, affine=study.affine, lesions=[Lesion(id=7, bbox=[0, 0, 0, 2, 4, 4], score=0.8)]
+    )
+    s = AnnotationSession.for_study(study, f, autosave_s=0)
+    assert s.store is not None and s.store.folder.parent == case / ".breastmri-annotations"
+    assert [les.id for les in s.lesions] == [7] and s.lesion(7).provenance[0]["who"] == "model:unknown"
+    s.accept(7)
+    s.close()
+    root = case / ".breastmri-annotations"
+    back = AnnotationSession.restore(AnnotationStore(root, study.study_uid), study.shape, study.affine)
+    assert back is not None and back.lesion(7).status == "accepted"
+    back.close()
 
 
 def test_store_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
