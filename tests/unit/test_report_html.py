@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import re
 from pathlib import Path
 
@@ -14,9 +16,10 @@ from napari_breastmri.types import DEMO_LABEL, Heatmap, PatientInfo
 from tests.unit.test_export_formats import make_findings, make_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECRETS = ["DOE^JANE", "PID-4711", "19700101", "ACC-99", "DOE_JANE"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def case():
     study = make_study()
     findings = make_findings(study)
@@ -34,15 +37,21 @@ def case():
     return study, findings
 
 
+@pytest.fixture(scope="module")
+def written(case, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One report with the defaults (PHI hidden, demo model), shared by the checks below."""
+    study, findings = case
+    return write_report(study, findings, tmp_path_factory.mktemp("report"))
+
+
 def _text(html: str) -> str:
     """The page without its embedded images (base64 can contain any letters by chance)."""
     return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
 
 
-def test_report_is_self_contained_with_key_images(tmp_path: Path, case) -> None:
-    study, findings = case
-    path = write_report(study, findings, tmp_path)
-    html = path.read_text(encoding="utf-8")
+def test_report_is_self_contained_with_key_images(written: Path) -> None:
+    tmp_path = written.parent
+    html = written.read_text(encoding="utf-8")
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     on_disk = sorted(p.name for p in (tmp_path / "key_images").glob("*.png"))
     # overview + per reported lesion (3; the rejected one is left out) a key image and a curve + 1 prediction
@@ -62,25 +71,20 @@ def test_report_is_self_contained_with_key_images(tmp_path: Path, case) -> None:
     assert "Case-level predictions" in text and "luminal_a" in text
 
 
-def test_demo_label_and_disclaimer(tmp_path: Path, case) -> None:
-    study, findings = case
-    text = _text(write_report(study, findings, tmp_path).read_text(encoding="utf-8"))
+def test_demo_label_and_phi_hidden_by_default(written: Path) -> None:
+    text = _text(written.read_text(encoding="utf-8"))
     assert DEMO_LABEL in text and "not a medical device" in text
-    findings.models[0].demo = False
-    text = _text(write_report(study, findings, tmp_path / "real").read_text(encoding="utf-8"))
-    assert DEMO_LABEL not in text and "not a medical device" in text
+    assert not [s for s in SECRETS if s in text]
+    assert "Patient data hidden" in text
 
 
-def test_phi_hidden_by_default_shown_on_request(tmp_path: Path, case) -> None:
+def test_phi_shown_on_request_and_no_demo_label_without_demo(tmp_path: Path, case) -> None:
     study, findings = case
-    secrets = ["DOE^JANE", "PID-4711", "19700101", "ACC-99", "DOE_JANE"]
-    hidden = _text(write_report(study, findings, tmp_path / "hidden").read_text(encoding="utf-8"))
-    assert not [s for s in secrets if s in hidden]
-    assert "Patient data hidden" in hidden
-    shown = _text(
-        write_report(study, findings, tmp_path / "shown", show_phi=True).read_text(encoding="utf-8")
-    )
-    assert all(s in shown for s in secrets)
+    findings = copy.copy(findings)
+    findings.models = [dataclasses.replace(m, demo=False) for m in findings.models]
+    text = _text(write_report(study, findings, tmp_path, show_phi=True).read_text(encoding="utf-8"))
+    assert all(s in text for s in SECRETS)
+    assert DEMO_LABEL not in text and "not a medical device" in text
 
 
 def test_truth_comparison(tmp_path: Path, case) -> None:
