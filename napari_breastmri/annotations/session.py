@@ -104,6 +104,8 @@ class AnnotationSession:
         self._seq = 0
         self._saved_seq = 0
         self.last_saved: float | None = None
+        #: the last autosave failure (the viewer shows it), None when saving works
+        self.last_error: str | None = None
         self.on_change: list[Callable[[Edit], None]] = []
         if store is not None and not isinstance(store, AnnotationStore):
             store = AnnotationStore(store, study_uid)
@@ -405,6 +407,7 @@ class AnnotationSession:
                 self._written_seq = seq
                 self._saved_seq = max(self._saved_seq, seq)
                 self.last_saved = time.time()
+                self.last_error = None
         return True
 
     def request_save(self) -> None:
@@ -436,8 +439,9 @@ class AnnotationSession:
             try:
                 if self.dirty:
                     self.save_now()
-            except OSError as err:  # disk full, folder gone: keep the journal, tell the history
-                self.history.append({"who": "system", "what": f"autosave failed: {err}", "when": now_iso()})
+            except OSError as err:  # disk full, folder gone: the journal still has the edits
+                with self._lock:
+                    self.last_error = f"autosave failed: {err}"
 
     # ---- internals -----------------------------------------------------------------------
     def _prov(self, who: str, what: str, when: str) -> dict[str, Any]:
