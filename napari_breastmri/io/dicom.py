@@ -213,7 +213,10 @@ def _read_header(path: Path, pydicom: Any) -> tuple[Any, tuple[int, bytes, int] 
         ) from err
     if not has_magic and "SOPClassUID" not in ds and "Rows" not in ds:
         return None, None
-    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
+    meta = getattr(ds, "file_meta", None)
+    sop_class = (
+        _Fast(ds).text("SOPClassUID") or (_Fast(meta).text("MediaStorageSOPClassUID") if meta else "") or ""
+    )
     if (
         "Rows" not in ds
         and sop_class.startswith("1.2.840.10008.5.1.4.1.1.")
@@ -1006,8 +1009,16 @@ def load_dicom(
     *,
     series_uid: str | Sequence[str] | None = None,
 ) -> Study:
-    """Load the DCE study in a DICOM folder or file list (see the module docstring)."""
+    """Load the DCE study in a DICOM folder or file list (see the module docstring).
+
+    A single classic (one-slice) file stands for its series: the folder around it is loaded with
+    that file's series chosen, which is what a user dropping one file on the viewer means.
+    """
     warnings: list[str] = []
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file() and series_uid is None:
+        single = _single_file_series(Path(source))
+        if single is not None:
+            source, series_uid = _study_folder_of(Path(source).parent), single
     files = list_files(source)
     all_series = scan(files, warnings)
     if not any(s.frames for s in all_series):
@@ -1065,6 +1076,39 @@ def load_dicom(
             "n_files": len(files),
         },
     )
+
+
+def _single_file_series(path: Path) -> str | None:
+    """The SeriesInstanceUID of a single-frame DICOM file (None for multi-frame or non-DICOM)."""
+    import pydicom
+
+    ds, _ = _read_header(path, pydicom)
+    if (
+        ds is None
+        or "PerFrameFunctionalGroupsSequence" in ds
+        or int(_Fast(ds).num("NumberOfFrames") or 1) > 1
+    ):
+        return None
+    return _Fast(ds).text("SeriesInstanceUID") or None
+
+
+def _study_folder_of(series_dir: Path, max_series: int = 100) -> Path:
+    """The study folder around a series folder, when its parent looks like one (only leaf folders,
+    at most ``max_series`` of them: Duke/TCIA and our writer's layouts); else the series folder.
+
+    Why: in a one-series-per-phase layout the other phases lie in sibling folders, but walking up
+    into an arbitrary folder (a home directory) must never happen.
+    """
+    parent = series_dir.parent
+    try:
+        subs = [d for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if not 1 < len(subs) <= max_series:
+            return series_dir
+        if any(x.is_dir() for d in subs for x in d.iterdir()):
+            return series_dir
+    except OSError:
+        return series_dir
+    return parent
 
 
 def _check_counts(phases: list[PhaseGrid], chosen: list[Series], warnings: list[str]) -> None:

@@ -118,6 +118,10 @@ def _quantise(data: np.ndarray) -> tuple[np.ndarray, float, float]:
     """
     data = np.asarray(data, dtype=np.float32)
     lo, hi = float(np.min(data)), float(np.max(data))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(
+            "study.data holds NaN or infinite values, which DICOM cannot store; replace them first"
+        )
     if lo >= 0 and hi <= 65535 and np.array_equal(data, np.round(data)):
         return data.astype(np.uint16), 1.0, 0.0
     intercept = float(format_number_as_ds(lo))

@@ -435,3 +435,19 @@ def test_mixed_orientation_within_a_phase(series_dir) -> None:
     mangle(paths[4:5], lambda ds, p: setattr(ds, "ImageOrientationPatient", ["0", "1", "0", "0", "0", "-1"]))
     with pytest.raises(InconsistentGeometry, match="orientation"):
         load_study(folder)
+
+
+def test_one_classic_file_stands_for_its_series(tmp_path: Path) -> None:
+    truth = make_study()
+    paths = write_study_dicom(truth, tmp_path, "series-per-phase", uid_root_seed=60)
+    study = load_study(paths[7])  # a slice of the 1st-pass series: the whole dynamic is loaded
+    assert_same_world(study, truth)
+    (enhanced,) = write_study_dicom(truth, tmp_path / "enh", "enhanced", uid_root_seed=61)
+    assert_same_world(load_study(enhanced), truth)
+
+
+def test_writer_refuses_non_finite_values(tmp_path: Path) -> None:
+    study = make_study(shape=(2, 3, 3), times=(0, 60))
+    study.data[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        write_study_dicom(study, tmp_path, "series-per-phase")
