@@ -322,7 +322,7 @@ def _truth_section(findings: Findings, truth: dict | None) -> str:
             lab_rows.append(
                 [
                     target,
-                    value,
+                    "-" if value is None else value,
                     pred.top_class if pred else "-",
                     f"{pred.probabilities.get(str(value), 0.0):.2f}" if pred else "-",
                 ]
