@@ -610,7 +610,12 @@ def choose_series(
     for s in all_series:
         if s.uid in chosen_uids:
             continue
-        reason = classify(s) or "not part of the dynamic series (different sequence timing or fewer phases)"
+        reason = classify(s) or (
+            "not part of the dynamic series (same sequence timing, but its description is not a dynamic "
+            "phase's)"
+            if chosen and s.signature == chosen[0].signature and s.study_uid == chosen[0].study_uid
+            else "not part of the dynamic series (different sequence timing or fewer phases)"
+        )
         if chosen and s.study_uid and chosen[0].study_uid and s.study_uid != chosen[0].study_uid:
             reason = f"another study ({s.study_uid})"
         skipped.append(SkippedSeries(s.uid, s.description, reason, len(s.files)))
@@ -650,7 +655,11 @@ def _dynamic_group(candidates: list[Series]) -> list[Series]:
         hint = sum(bool(_DCE_HINT.search(s.description)) for s in group)
         return (n_phases > 1, hint > 0, n_phases, sum(len(s.frames) for s in group))
 
-    return max(groups.values(), key=score)
+    best = max(groups.values(), key=score)
+    hinted = [s for s in best if _DCE_HINT.search(s.description)]
+    # same timing but a description that is not dynamic-like (e.g. "ax t1" beside "ax dyn pre"):
+    # not a phase; it is reported as skipped
+    return hinted if hinted else best
 
 
 def _count_phases(series: Series) -> int:
@@ -952,19 +961,21 @@ def _read_frame(frame: Frame) -> np.ndarray:
 
 
 def _decode_frame(frame: Frame) -> np.ndarray:
+    arr = _decode_file(frame.path)
+    return arr[frame.frame] if arr.ndim == 3 else arr
+
+
+def _decode_file(path: Path) -> np.ndarray:
+    """All frames of a file through pydicom's decoders (compressed or unusual pixel data)."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(frame.path)
-        arr = ds.pixel_array
+        return pydicom.dcmread(path).pixel_array
     except Exception as err:  # a decoder failure means the file is damaged or in a format we cannot decode
         raise CorruptFile(
-            f"{frame.path}: its pixel data cannot be decoded ({type(err).__name__}: {err}); re-export it "
+            f"{path}: its pixel data cannot be decoded ({type(err).__name__}: {err}); re-export it "
             "uncompressed or install the decoder pydicom names."
         ) from err
-    if arr.ndim == 3:
-        arr = arr[frame.frame]
-    return arr
 
 
 def _scale(frame: Frame, philips: bool) -> tuple[float, float]:
@@ -976,14 +987,32 @@ def _scale(frame: Frame, philips: bool) -> tuple[float, float]:
     return frame.slope, frame.intercept
 
 
+def _decode_compressed(frames: list[Frame]) -> dict[tuple[Path, int], np.ndarray]:
+    """Decode each compressed (or otherwise not directly readable) file once, for all its frames.
+
+    Why: a compressed multi-frame file decoded once per frame would cost frames x file; here each
+    file is decoded once and its frames handed out.
+    """
+    out: dict[tuple[Path, int], np.ndarray] = {}
+    wanted: dict[Path, set[int]] = defaultdict(set)
+    for f in frames:
+        wanted[f.path].add(f.frame)
+    for path, indices in wanted.items():
+        arr = _decode_file(path)
+        for i in indices:
+            out[(path, i)] = arr[i] if arr.ndim == 3 else arr
+    return out
+
+
 def fill(out: np.ndarray, phases: list[PhaseGrid], philips: bool, workers: int | None = None) -> None:
     """Read every frame straight into ``out[p, z]`` (float32), in a few threads (file reads release
     the GIL, so this overlaps disk and conversion without a second copy of the study)."""
     jobs = [(p, z, f) for p, ph in enumerate(phases) for z, f in enumerate(ph.frames)]
+    decoded = _decode_compressed([f for _, _, f in jobs if f.pixel_offset is None])
 
     def one(job: tuple[int, int, Frame]) -> None:
         p, z, f = job
-        raw = _read_frame(f)
+        raw = decoded[(f.path, f.frame)] if f.pixel_offset is None else _read_frame(f)
         slope, intercept = _scale(f, philips)
         dst = out[p, z]
         np.multiply(raw, np.float32(slope), out=dst, casting="unsafe")

@@ -451,3 +451,30 @@ def test_writer_refuses_non_finite_values(tmp_path: Path) -> None:
     study.data[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         write_study_dicom(study, tmp_path, "series-per-phase")
+
+
+@pytest.mark.parametrize("layout", ["series-per-phase", "enhanced"])
+def test_compressed_pixel_data(tmp_path: Path, layout: str) -> None:
+    """RLE Lossless goes through pydicom's decoder, each file decoded once."""
+    from pydicom.uid import RLELossless
+
+    truth = make_study(shape=(4, 8, 6), times=(0, 60, 120))
+    paths = write_study_dicom(truth, tmp_path, layout, uid_root_seed=70)
+
+    def compress(ds, path):
+        ds.compress(RLELossless)
+
+    mangle(paths, compress)
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == RLELossless
+    assert_same_world(load_study(tmp_path), truth)
+
+
+def test_same_timing_series_without_a_dynamic_name_is_not_a_phase(tmp_path: Path) -> None:
+    truth = make_study()
+    write_study_dicom(truth, tmp_path / "dce", "series-per-phase", uid_root_seed=71)
+    other = make_study(times=(0,), seed=4)
+    _add_series(tmp_path / "t1", other, 72, lambda ds: setattr(ds, "SeriesDescription", "ax t1"))
+    study = load_study(tmp_path)
+    assert_same_world(study, truth)
+    (skipped,) = study.skipped_series
+    assert skipped.description == "ax t1" and "description" in skipped.reason
