@@ -78,7 +78,9 @@ def _foreground_channel(card: Any, n_out: int) -> int:
 def _pick_lesion(findings: Findings | None, card: Any, target: Any) -> Lesion | None:
     if findings is None or not findings.lesions:
         return None
-    if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.startswith("lesion:")):
+    if isinstance(target, (int, np.integer)) or (
+        isinstance(target, str) and target.startswith(("lesion:", "box:"))
+    ):
         lesion_id = int(str(target).split(":")[-1])
         try:
             return findings.lesion(lesion_id)
@@ -164,7 +166,8 @@ def _resolve_target(
     study_mask = None
     if findings is not None and findings.label_mask is not None and lesion.label:
         study_mask = np.asarray(findings.label_mask) == lesion.label
-    if card.task == "segment" and mask is not None:
+    as_box = isinstance(target, str) and target.startswith("box:")
+    if card.task == "segment" and mask is not None and not as_box:
         tgt = RegionTarget(channel, mask, name=f"lesion {lesion.id}", activation=act)
         return tgt, f"lesion {lesion.id} (segmentation)", centre, study_mask
     tgt = BoxTarget(box, m_shape, channel=channel, name=f"lesion {lesion.id}", activation=act)
@@ -208,7 +211,8 @@ def explain_study(
     """A heatmap of ``package`` on ``study`` for ``target``, on the study grid, in [0, 1].
 
     ``target``: None (the top predicted class of a classifier; the most confident lesion of a
-    segmenter/detector), a class name, a lesion id or "lesion:ID", or a target object from
+    segmenter/detector), a class name, a lesion id or "lesion:ID" (its mask for a segmenter, else
+    its box), "box:ID" (its box, as a detector sees it), or a target object from
     :mod:`.cam`. ``layer`` overrides the card's ``cam.target_layer``. ``scores``: "none"; "fast"
     (per-phase attribution and CAM x kinetics); "all" (also deletion/insertion against a random
     order and the randomisation check). ``truth_mask`` (study grid) adds the pointing game.
@@ -242,7 +246,7 @@ def explain_study(
         raise ExplanationError(str(err)) from err
     m_shape = tuple(int(s) for s in x.shape[1:])
     xin, pads, slices = x, None, None
-    if card.task in ("segment", "detect") and card.inputs.patch_size:
+    if card.task in ("segment", "detect") and card.inputs.patch_size and centre is not None:
         pads, slices = _window(m_shape, centre, list(card.inputs.patch_size))
         flat_pad = [p for pair in reversed(pads) for p in pair]
         xin = torch.nn.functional.pad(x, flat_pad)[(slice(None), *slices)].contiguous()
@@ -277,7 +281,8 @@ def explain_study(
 
         hm.phase_attribution = phase_attribution(model, xin, tgt, list(card.inputs.channels))
         yield Progress("explain", 0.6, "CAM x kinetics")
-        hm.kinetics_share = _kinetics_share(study, data, findings, study_lesion)
+        lesion_for_share = study_lesion if study_lesion is not None else truth_mask
+        hm.kinetics_share = _kinetics_share(study, data, findings, lesion_for_share)
     if scores == "all":
         yield Progress("explain", 0.7, "deletion and insertion")
         cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt)
