@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..geometry import resample_to_grid, voxel_to_world
+from ..geometry import resample_to_grid, same_grid, voxel_to_world
 from ..types import Lesion
 
 
@@ -51,6 +51,8 @@ def to_study_grid(
     interpolation of its 0/1 values cut at 0.5, which keeps volumes and avoids the staircase of
     nearest-neighbour; the probability is interpolated linearly for the per-lesion scores.
     """
+    if same_grid(model_affine, study_affine, prob.shape, study_shape):
+        return prob >= threshold, np.clip(prob, 0.0, 1.0).astype(np.float32)
     mask_model = (prob >= threshold).astype(np.float32)
     mask = resample_to_grid(mask_model, model_affine, study_affine, study_shape, order=1) >= 0.5
     p = resample_to_grid(prob, model_affine, study_affine, study_shape, order=1)

@@ -10,7 +10,6 @@ TorchScript; the network class comes only from allowed module prefixes (see
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -178,7 +177,7 @@ def extract_zip(zip_path: str | os.PathLike[str], cache: Path | None = None) -> 
     and it appears atomically (extracted into a temporary folder, then renamed).
     """
     zip_path = Path(zip_path)
-    digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()[:16]
+    digest = sha256_path(zip_path)[:16]
     root = (cache or cache_root()) / f"{zip_path.stem}-{digest}"
     if not (root / ".complete").exists():
         try:
