@@ -265,3 +265,30 @@ def test_interrupted_retrieve_leaves_nothing(
     with pytest.raises(PACSError, match="Cannot reach"):
         progress.run(client.retrieve_study(hit.study_uid))
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_pacs_cli(orthanc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`breastmri pacs search|retrieve|send`: names hidden by default, errors as one line + exit 2."""
+    from napari_breastmri.cli import main
+
+    folder, truth, mask = _phantom_dicom(tmp_path, 4, "PH-0004")
+    _upload(orthanc["base"], sorted(folder.rglob("*.dcm")))
+    url = ["--url", orthanc["dicomweb"], "--cache", str(tmp_path / "cache")]
+    assert main(["pacs", "search", *url, "--patient-id", "PH-0004"]) == 0
+    listing = capsys.readouterr().out
+    assert "PHANTOM^4" not in listing and "(name hidden)" in listing and "***0004" in listing
+    uid = listing.split()[0]
+    assert main(["pacs", "search", *url, "--patient-id", "PH-0004", "--show-phi"]) == 0
+    assert "PHANTOM^4" in capsys.readouterr().out
+    assert main(["pacs", "retrieve", uid, *url]) == 0
+    assert "phases" in capsys.readouterr().out and (tmp_path / "cache" / uid).is_dir()
+
+    from napari_breastmri.io import load_study
+    from napari_breastmri.io.export import export_sr, findings_from_truth
+
+    study = load_study(tmp_path / "cache" / uid)
+    (sr,) = export_sr(study, findings_from_truth(study, truth, mask), tmp_path / "out")
+    assert main(["pacs", "send", str(sr), *url]) == 0
+    assert "stored 1 instance" in capsys.readouterr().out
+    assert main(["pacs", "search", "--url", orthanc["base"] + "/nope"]) == 2
+    assert "answered 404" in capsys.readouterr().err
