@@ -53,12 +53,15 @@ ULTRAFAST_MAX_INTERVAL_S = 20.0
 ULTRAFAST_MIN_FRAMES = 3
 PHILIPS_CREATOR = "Philips MR Imaging DD 001"
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88", "1.2.840.10008.5.1.4.1.1.11", "1.2.840.10008.1.3.10")
+#: (pattern on the lower-case SeriesDescription, reason); letters around a word are checked so
+#: that "t1_fl3d_dyn_SUB" is a subtraction but "series" is not "ser"
 _DESCRIPTION_SKIPS: tuple[tuple[str, str], ...] = (
-    (r"loc|scout|survey|3.?pl|tri.?pilot|aahead", "localiser"),
-    (r"dwi|diff|\badc\b|trace|\bb\s?\d{3,4}\b|\bep2d|resolve", "diffusion-weighted"),
-    (r"\bt2|stir|tirm|haste|\bspair\b|\bfse\b.*t2", "T2-weighted"),
-    (r"\bsub|subtract|\bmip\b|\bmpr\b|\bcad\b|\bser\b|\bmap\b|reformat|\bmoco\b.*sub|\bpe\d", "derived"),
-    (r"calib|asset|sense.?ref|\bcoil", "calibration"),
+    (r"(?<![a-z])loc|scout|survey|3.?pl|tri.?pilot|aahead", "localiser"),
+    (r"dwi|diff|(?<![a-z])adc(?![a-z])|trace|(?<![a-z])b\s?\d{3,4}(?!\d)|ep2d|resolve", "diffusion-weighted"),
+    # not SPAIR/SPIR: those fat suppressions are used by T1 dynamic series too
+    (r"(?<![a-z0-9])t2|stir|tirm|haste", "T2-weighted"),
+    (r"(?<![a-z])(sub|subtract\w*|mip|mpr|cad|ser|map|pe\d)(?![a-z])|reformat", "derived"),
+    (r"calib|asset|sense.?ref|(?<![a-z])coil", "calibration"),
 )
 _DCE_HINT = re.compile(
     r"dyn|dce|pass|vibrant|thrive|twist|tricks|\bph\d|phase|\bpre\b|\bpost\b|\+c|c\+|contrast", re.I

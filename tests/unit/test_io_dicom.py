@@ -478,3 +478,26 @@ def test_same_timing_series_without_a_dynamic_name_is_not_a_phase(tmp_path: Path
     assert_same_world(study, truth)
     (skipped,) = study.skipped_series
     assert skipped.description == "ax t1" and "description" in skipped.reason
+
+
+@pytest.mark.parametrize(
+    ("description", "skipped"),
+    [
+        ("t1 fl3d tra spair dyn", False),  # Siemens dynamic with SPAIR fat suppression
+        ("Ax VIBRANT MultiPhase", False),
+        ("ax dyn 2nd pass", False),
+        ("3 Plane Loc", True),
+        ("ep2d_diff_b50_800", True),
+        ("t2_tse_tra", True),
+        ("t1_fl3d_dyn_SUB", True),
+        ("MIP ax dyn", True),
+    ],
+)
+def test_description_rules(description: str, skipped: bool) -> None:
+    from types import SimpleNamespace
+
+    from napari_breastmri.io.dicom import Series, classify
+
+    series = Series("1.2", "1", description, 1, ("ORIGINAL", "PRIMARY"), "MR", False, header=None)
+    series.frames = [SimpleNamespace(iop=np.array([1.0, 0, 0, 0, 1, 0]))] * 10  # one orientation
+    assert (classify(series) is not None) == skipped
