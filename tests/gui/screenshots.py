@@ -37,8 +37,17 @@ def _only(dock, *titles: str) -> None:
     dock.show_sections(*titles)
 
 
+def _close_toasts(viewer) -> None:
+    """Close napari's notification pop-ups (e.g. its PyQt5 deprecation notice) before a shot."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
 def _shot(viewer, app, path: Path) -> None:
     _settle(app)
+    _close_toasts(viewer)
     for dock in _DOCKS:
         dock.relayout()
     _settle(app, 0.3)
@@ -118,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         kin.draw_regions()
         regions = dock.layer_with_role("kinetic_regions")
         ny, nx = case.study.shape[1:]
+        fy, fx = int(ny * 0.4), int(nx * 0.17)  # the other breast: normal parenchyma
+        regions.add_rectangles(
+            np.array([[zc, fy, fx], [zc, fy, fx + 8], [zc, fy + 8, fx + 8], [zc, fy + 8, fx]], float)
+        )
         regions.add_rectangles(
             np.array(
                 [[zc, y0 - 3, x0 - 3], [zc, y0 - 3, x1 + 2], [zc, y1 + 2, x1 + 2], [zc, y1 + 2, x0 - 3]],
                 float,
             )
-        )
-        fy, fx = int(ny * 0.55), int(nx * 0.25)
-        regions.add_rectangles(
-            np.array([[zc, fy, fx], [zc, fy, fx + 8], [zc, fy + 8, fx + 8], [zc, fy + 8, fx]], float)
         )
         kin.depth.setValue(max(1, (z1 - z0) // 2 + 1))
         regions.selected_data = set()

@@ -16,7 +16,8 @@ from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox
 from .. import _layers, _plots
 from ._base import Section
 
-#: the SER colour map is shown where PE >= 70 % (the ACRIN 6657 / I-SPY FTV threshold)
+#: the SER colour map is shown where PE >= 70 % (the ACRIN 6657 / I-SPY FTV threshold) and the
+#: pre-contrast signal is above the background (air and noise have no meaningful SER)
 SER_MIN_PE = 70.0
 MAPS = ("PE", "SER colour map", "curve type", "washin", "washout", "ttp", "subtraction", "MIP")
 
@@ -130,7 +131,7 @@ class KineticsSection(Section):
             key = {"PE": "pe", "SER colour map": "ser", "curve type": "curve_type"}.get(kind, kind)
             values = maps[key]
             if kind == "SER colour map":  # SER means something only where the tissue enhances
-                values = np.where(maps["pe"] >= SER_MIN_PE, values, 0.0)
+                values = np.where((maps["pe"] >= SER_MIN_PE) & (maps["curve_type"] > 0), values, 0.0)
             tup = _layers.kinetic_map_layer(kind if kind != "SER colour map" else "SER", values, study.affine)
         tup[1]["metadata"] = _layers._meta("kinetic_map", kind=kind)
         return tup
