@@ -163,3 +163,34 @@ def test_metrics_from_rows(tmp_path: Path) -> None:
     sub = m["targets"]["subtype"]
     assert sub["accuracy"] == 1.0 and sub["auc"] == pytest.approx(1.0)
     assert np.isfinite(sub["ece"])
+
+
+def test_batch_runs_the_real_analyze_core(tmp_path: Path) -> None:
+    """The default task: load, the model pipeline (toy packages), analyze's files, the report."""
+    import torch
+
+    from napari_breastmri.models.package import save_package
+    from tests.integration.test_analyze_cli import _write_case
+    from tests.unit.test_models_helpers import MeanClassifier, cls_card, threshold_package
+
+    seg = threshold_package(
+        tmp_path / "pk", spacing_mm=[1.5, 1.2, 1.2], orientation="axial", patch_size=[16, 32, 32]
+    )
+    cls = save_package(
+        tmp_path / "pk" / "cls", cls_card("mc_dropout", 5), MeanClassifier(), fmt="torchscript"
+    )
+    case, _ = _write_case(tmp_path)
+    options = {"models": [str(seg.path), str(cls.path)], "report": True, "threads": torch.get_num_threads()}
+    # threads, not processes: the workers share this process's torch instead of importing it again
+    result = progress.run(
+        batch.run_batch([case], tmp_path / "out", workers=1, processes=False, options=options)
+    )
+    (row,) = result.rows
+    assert row["status"] == "done", row.get("error")
+    assert row["n_lesions"] == 2 and row["found"] == row["n_truth"] == 2 and row["false_positives"] == 0
+    assert row["dice"] > 0.8 and row["top:pcr"] in ("pcr", "no_pcr")
+    out = tmp_path / "out" / "case"
+    assert {"findings.json", "lesions.nii.gz", "report.html", "result.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert result.metrics["lesion_sensitivity"] == 1.0
