@@ -148,7 +148,8 @@ def analyze_case(case: str, out_dir: Path, options: dict[str, Any]) -> dict[str,
     if options.get("report"):
         from .report import write_report
 
-        write_report(study, findings, out_dir, show_phi=False, truth=truth)
+        cards = {p.card.name: p.card for p in pkgs if hasattr(p, "card")}
+        write_report(study, findings, out_dir, show_phi=False, truth=truth, cards=cards)
     return {
         "n_lesions": len(findings.lesions),
         **truth_columns(findings, truth, mask),

@@ -194,3 +194,5 @@ def test_batch_runs_the_real_analyze_core(tmp_path: Path) -> None:
         p.name for p in out.iterdir()
     }
     assert result.metrics["lesion_sensitivity"] == 1.0
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "toy-seg" in report and "model card not found" not in report  # cards came with the packages
