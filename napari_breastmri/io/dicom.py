@@ -157,6 +157,13 @@ def scan(paths: Iterable[Path], warnings: list[str]) -> list[Series]:
     series: dict[str, Series] = {}
     not_dicom: list[str] = []
     for path in paths:
+        raw = _RawHeader.read(path) if series else None
+        if raw is not None and raw.plain_image():
+            entry = series.get(raw.text("SeriesInstanceUID") or "")
+            if entry is not None:
+                entry.files.add(path)
+                entry.frames.extend(_frames_of(None, raw, path, raw.pixel_head, entry))
+                continue
         ds, pixel_head = _read_header(path, pydicom)
         if ds is None:
             not_dicom.append(path.name)
@@ -329,11 +336,10 @@ def _day_seconds(date: str) -> float | None:
 
 
 def _pixel_layout(
-    ds: Any, h: _Fast, path: Path, pixel_head: tuple[int, bytes, int] | None
+    h: _Fast | _RawHeader, path: Path, pixel_head: tuple[int, bytes, int] | None
 ) -> tuple[int | None, str, tuple[int, int]]:
     """Where raw pixels start (None when pydicom must decode them) and their numpy dtype."""
-    meta = getattr(ds, "file_meta", None)
-    ts = (_Fast(meta).text("TransferSyntaxUID") if meta is not None else None) or "1.2.840.10008.1.2"
+    ts = h.transfer_syntax
     bits = h.uint("BitsAllocated", 16)
     stored = h.uint("BitsStored", bits)
     signed = h.uint("PixelRepresentation", 0) == 1
@@ -389,6 +395,11 @@ class _Fast:
         self._vr = dictionary_VR
         encoding = getattr(ds, "original_encoding", None) or (False, True)
         self._fast = encoding[1] is True
+        meta = getattr(ds, "file_meta", None)
+        ts = None
+        if meta is not None and "TransferSyntaxUID" in meta:
+            ts = str(meta.TransferSyntaxUID)
+        self.transfer_syntax = ts or "1.2.840.10008.1.2"
 
     _TAGS: dict[str, int | None] = {}
 
@@ -450,10 +461,175 @@ class _Fast:
         return np.asarray(values) if len(values) == n else None
 
 
+def _is_philips(h: _Fast | _RawHeader) -> bool:
+    return "PHILIPS" in (h.text("Manufacturer") or "").upper()
+
+
+class _RawHeader:
+    """A minimal reader of uncompressed little-endian DICOM headers, for the 2nd..Nth file of a series.
+
+    Why: pydicom's general parser costs about 0.6 ms per file, which was the larger part of
+    loading a 960-file study. Files of one series are alike, so after pydicom has read a series'
+    first file, the others are walked here: element headers only, sequences skipped, values kept
+    as bytes. Anything unexpected (another transfer syntax, a length past the buffer, no pixel
+    data in the first 256 KiB) returns None and the file goes through pydicom, so this is only
+    ever a shortcut, never a second opinion.
+    """
+
+    _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+    _US_KEYWORDS = {"Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation"}
+    _US_KEYWORDS |= {"SamplesPerPixel"}
+    _TAGS: dict[str, int | None] = {}
+    _PLAIN = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # uid -> implicit VR
+    _BUFFER = 256 * 1024
+
+    def __init__(self, values: dict[int, bytes], transfer_syntax: str, pixel_head: tuple[int, bytes, int]):
+        self.values = values
+        self.transfer_syntax = transfer_syntax
+        self.pixel_head = pixel_head
+
+    @classmethod
+    def read(cls, path: Path) -> _RawHeader | None:
+        import struct
+
+        try:
+            with open(path, "rb") as fh:
+                buf = fh.read(cls._BUFFER)
+                size = os.fstat(fh.fileno()).st_size
+        except OSError:
+            return None
+        if len(buf) < 144 or buf[128:132] != b"DICM" or buf[132:136] != b"\x02\x00\x00\x00":
+            return None
+        try:
+            # file meta: explicit VR little endian, (0002,0000) gives its length
+            (meta_len,) = struct.unpack_from("<I", buf, 140)
+            meta: dict[int, bytes] = {}
+            if cls._walk(buf, 132, 144 + meta_len, False, meta, 0) is not None:
+                return None
+            ts = meta.get(0x00020010, b"").decode("latin-1").strip(" \x00")
+            if ts not in cls._PLAIN:
+                return None
+            values: dict[int, bytes] = {}
+            pos = cls._walk(buf, 144 + meta_len, len(buf), cls._PLAIN[ts], values, 0)
+        except (struct.error, _Unparsed):
+            return None
+        if pos is None:
+            return None
+        return cls(values, ts, (pos, buf[pos : pos + 12], size))
+
+    @classmethod
+    def _walk(
+        cls, buf: bytes, pos: int, end: int, implicit: bool, out: dict | None, depth: int
+    ) -> int | None:
+        """Walk elements from ``pos``; at depth 0 stop at PixelData and return its offset.
+
+        Inside a sequence item (depth > 0) return the position after the item delimiter. Returns
+        None at ``end`` without pixel data (the file meta ends that way).
+        """
+        import struct
+
+        while pos + 8 <= end:
+            group, elem = struct.unpack_from("<HH", buf, pos)
+            tag = (group << 16) | elem
+            if depth == 0 and tag == 0x7FE00010:
+                return pos
+            if tag == 0xFFFEE00D:  # item delimitation
+                if depth == 0:
+                    raise _Unparsed
+                return pos + 8
+            if implicit or group == 0xFFFE:
+                vr = None
+                (length,) = struct.unpack_from("<I", buf, pos + 4)
+                pos += 8
+            else:
+                vr = buf[pos + 4 : pos + 6]
+                if vr in cls._LONG_VRS:
+                    (length,) = struct.unpack_from("<I", buf, pos + 8)
+                    pos += 12
+                else:
+                    (length,) = struct.unpack_from("<H", buf, pos + 6)
+                    pos += 8
+            if length == 0xFFFFFFFF:
+                pos = cls._skip_sequence(buf, pos, end, implicit or vr == b"UN", depth)
+                continue
+            if pos + length > end:
+                raise _Unparsed
+            if out is not None and depth == 0:
+                out[tag] = buf[pos : pos + length]
+            pos += length
+        if depth > 0:
+            raise _Unparsed
+        return None
+
+    @classmethod
+    def _skip_sequence(cls, buf: bytes, pos: int, end: int, implicit: bool, depth: int) -> int:
+        """Skip an undefined-length sequence: items until the sequence delimitation item."""
+        import struct
+
+        while pos + 8 <= end:
+            group, elem = struct.unpack_from("<HH", buf, pos)
+            (length,) = struct.unpack_from("<I", buf, pos + 4)
+            tag = (group << 16) | elem
+            pos += 8
+            if tag == 0xFFFEE0DD:  # sequence delimitation
+                return pos
+            if tag != 0xFFFEE000:
+                raise _Unparsed
+            if length == 0xFFFFFFFF:
+                result = cls._walk(buf, pos, end, implicit, None, depth + 1)
+                if result is None:
+                    raise _Unparsed
+                pos = result
+            else:
+                pos += length
+        raise _Unparsed
+
+    def _bytes(self, keyword: str) -> bytes | None:
+        tag = self._TAGS.get(keyword, -1)
+        if tag == -1:
+            from pydicom.datadict import tag_for_keyword
+
+            tag = self._TAGS[keyword] = tag_for_keyword(keyword)
+        return None if tag is None else self.values.get(tag)
+
+    def has(self, keyword: str) -> bool:
+        return self._bytes(keyword) is not None
+
+    def text(self, keyword: str) -> str | None:
+        value = self._bytes(keyword)
+        return None if value is None else value.decode("latin-1").strip(" \x00")
+
+    def uint(self, keyword: str, default: int) -> int:
+        value = self._bytes(keyword)
+        if value is None or len(value) < 2 or keyword not in self._US_KEYWORDS:
+            return default
+        return int.from_bytes(value[:2], "little")
+
+    num = _Fast.num
+    nums = _Fast.nums
+
+    def plain_image(self) -> bool:
+        """A single-frame image this reader can describe fully (else pydicom reads the file)."""
+        sop = self.text("SOPClassUID") or ""
+        return (
+            self.has("Rows")
+            and sop.startswith("1.2.840.10008.5.1.4.1.1.")
+            and not sop.startswith(_NON_IMAGE_SOP_PREFIXES)
+            and not self.has("PerFrameFunctionalGroupsSequence")
+            and int(self.num("NumberOfFrames") or 1) == 1
+            and not _is_philips(self)
+        )
+
+
+class _Unparsed(Exception):
+    """The raw header reader met something it does not handle; pydicom will read the file."""
+
+
 def _frames_of(
-    ds: Any, h: _Fast, path: Path, pixel_head: tuple[int, bytes, int] | None, series: Series
+    ds: Any, h: _Fast | _RawHeader, path: Path, pixel_head: tuple[int, bytes, int] | None, series: Series
 ) -> list[Frame]:
-    offset, dtype, bits = _pixel_layout(ds, h, path, pixel_head)
+    """The frame records of one file; ``ds`` (pydicom) is None on the fast path (plain images)."""
+    offset, dtype, bits = _pixel_layout(h, path, pixel_head)
     common = {
         "path": path,
         "series_uid": series.uid,
@@ -465,7 +641,7 @@ def _frames_of(
         "dtype": dtype,
         "stored_bits": bits,
     }
-    if "PerFrameFunctionalGroupsSequence" in ds:
+    if ds is not None and "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, common)
     date = h.text("AcquisitionDate") or h.text("SeriesDate") or h.text("StudyDate")
     acq_dt = _dt_seconds(None, h.text("AcquisitionDateTime")) if h.text("AcquisitionDateTime") else None
@@ -482,7 +658,7 @@ def _frames_of(
         pixel_spacing=(float(ps[0]), float(ps[1])) if ps is not None else None,
         slope=h.num("RescaleSlope") or 1.0,
         intercept=h.num("RescaleIntercept") or 0.0,
-        philips_scale=_philips_scale(ds) if "PHILIPS" in (h.text("Manufacturer") or "").upper() else None,
+        philips_scale=_philips_scale(ds) if ds is not None and _is_philips(h) else None,
         temporal=h.num("TemporalPositionIdentifier"),
         trigger=h.num("TriggerTime"),
         acq_number=h.num("AcquisitionNumber"),

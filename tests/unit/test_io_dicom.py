@@ -501,3 +501,48 @@ def test_description_rules(description: str, skipped: bool) -> None:
     series = Series("1.2", "1", description, 1, ("ORIGINAL", "PRIMARY"), "MR", False, header=None)
     series.frames = [SimpleNamespace(iop=np.array([1.0, 0, 0, 0, 1, 0]))] * 10  # one orientation
     assert (classify(series) is not None) == skipped
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_raw_header_shortcut_matches_pydicom(tmp_path: Path, implicit: bool) -> None:
+    """The fast header walk gives exactly the frame records pydicom gives, sequences included."""
+    from dataclasses import fields
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from napari_breastmri.io import dicom
+
+    truth = make_study(shape=(3, 5, 4), times=(0, 60))
+    paths = write_study_dicom(truth, tmp_path, "single-series", uid_root_seed=80, trigger_time=True)
+
+    def add_sequences(ds, path):
+        inner = Dataset()
+        inner.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        inner.ReferencedSOPInstanceUID = "1.2.3"
+        inner.PurposeOfReferenceCodeSequence = DicomSequence([Dataset()])  # nested, undefined length
+        ds.ReferencedImageSequence = DicomSequence([inner, Dataset()])
+        ds["ReferencedImageSequence"].is_undefined_length = True  # as many scanners write them
+        inner["PurposeOfReferenceCodeSequence"].is_undefined_length = True
+        for item in ds.ReferencedImageSequence:
+            item.is_undefined_length_sequence_item = True
+        if implicit:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            ds.save_as(path, implicit_vr=True, little_endian=True)
+            return False
+        return None
+
+    mangle(paths, add_sequences)
+    assert b"\xfe\xff\xdd\xe0" in paths[0].read_bytes()  # a sequence delimitation item was written
+    series = dicom.Series("s", "", "", 1, (), "MR", False, header=None)
+    for path in paths:
+        raw = dicom._RawHeader.read(path)
+        assert raw is not None and raw.plain_image()
+        ds, head = dicom._read_header(path, pydicom)
+        (a,) = dicom._frames_of(None, raw, path, raw.pixel_head, series)
+        (b,) = dicom._frames_of(ds, dicom._Fast(ds), path, head, series)
+        for f in fields(a):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            assert np.array_equal(va, vb) if isinstance(va, np.ndarray) else va == vb, f.name
+    study = load_study(tmp_path)
+    assert_same_world(study, truth)
