@@ -36,7 +36,7 @@ class BreastMRIWidget(QWidget):
         self.viewer = napari_viewer
         self.state = ReadingState()
         self.jobs: list[Any] = []
-        self.setMinimumWidth(380)
+        self.setMinimumWidth(440)
         inner = QWidget()
         column = QVBoxLayout(inner)
         column.setContentsMargins(4, 4, 4, 4)

@@ -8,6 +8,7 @@ so their data coordinates are study voxels (z, y, x); the curves come from
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ def legend_html(kind: str, limits: tuple[float, float] | None = None) -> str:
     """The legend text for a map (pure)."""
 
     def swatch(color: str, text: str) -> str:
-        return f"<span style='color:{color}'>&#9632;</span> {text}"
+        return f"<span style='color:{color}'>&#9632;</span> {html.escape(text)}"
 
     if kind == "curve type":
         return " ".join(swatch(_layers.CURVE_COLORS[i], _layers.CURVE_NAMES[i]) for i in (1, 2, 3))
