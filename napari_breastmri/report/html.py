@@ -147,7 +147,27 @@ def _phi_section(study: Study, show_phi: bool) -> str:
     return "<h2>Patient</h2>" + _table(rows)
 
 
-def _study_section(study: Study) -> str:
+def _redactor(study: Study, show_phi: bool):
+    """A function that hides PHI in free text (warnings can quote paths and header values)."""
+    if show_phi:
+        return lambda text: text
+    secrets = [v for v in asdict(study.phi).values() if v and len(str(v)) >= 3]
+    source = str(study.source or "").removeprefix("DICOM ").strip()
+    if source:
+        secrets += [source, *[part for part in Path(source).parts if len(part) >= 3 and part != "/"]]
+    if study.study_uid:
+        secrets.append(study.study_uid)
+    secrets = sorted({str(s) for s in secrets}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "(hidden)")
+        return text
+
+    return redact
+
+
+def _study_section(study: Study, redact=lambda text: text) -> str:
     dz, dy, dx = study.spacing
     acq = study.acquisition
     rows = [
@@ -167,7 +187,7 @@ def _study_section(study: Study) -> str:
         )
     html_out = "<h2>Study</h2>" + _table(rows)
     for warning in study.warnings:
-        html_out += f"<p class='warn'>{_e(warning)}</p>"
+        html_out += f"<p class='warn'>{_e(redact(warning))}</p>"
     return html_out
 
 
@@ -363,7 +383,8 @@ def write_report(
         "qualified reader to check, not a diagnosis.</div>"
     )
     body.append(_phi_section(study, show_phi))
-    body.append(_study_section(study))
+    redact = _redactor(study, show_phi)
+    body.append(_study_section(study, redact))
     body.append("<h2>Overview</h2>")
     body.append(
         images.add("overview_mip", figures.overview_mip(study, sub, sub_label, reported), "overview MIP")
@@ -378,7 +399,7 @@ def write_report(
     body.append(_truth_section(findings, truth))
     body.append(_models_section(findings, cards))
     for warning in findings.warnings:
-        body.append(f"<p class='warn'>{_e(warning)}</p>")
+        body.append(f"<p class='warn'>{_e(redact(warning))}</p>")
     if demo:
         body.append(f"<div class='demo'>{_e(DEMO_LABEL)}</div>")
     page = (

@@ -33,7 +33,9 @@ def case():
         Heatmap(heat, study.affine, "gradcam", "lesion", "dec.conv", "demo-lesion-seg@0.2")
     )
     study.phi = PatientInfo(name="DOE^JANE", patient_id="PID-4711", birth_date="19700101", accession="ACC-99")
-    study.source = "/archive/DOE_JANE/MR"
+    study.source = "DICOM /archive/DOE_JANE/MR"
+    study.warnings.append("Series 7 in /archive/DOE_JANE/MR/ser7 skipped: not dynamic")
+    findings.warnings.append("PID-4711: model fell back to CPU")
     return study, findings
 
 
@@ -76,6 +78,9 @@ def test_demo_label_and_phi_hidden_by_default(written: Path) -> None:
     assert DEMO_LABEL in text and "not a medical device" in text
     assert not [s for s in SECRETS if s in text]
     assert "Patient data hidden" in text
+    # warnings still reach the reader, with the paths and IDs they quote hidden
+    assert "Series 7 in (hidden)" in text and "skipped: not dynamic" in text
+    assert "(hidden): model fell back to CPU" in text
 
 
 def test_phi_shown_on_request_and_no_demo_label_without_demo(tmp_path: Path, case) -> None:
