@@ -72,7 +72,13 @@ def _findings_for_case(study: Study, case: Path, from_truth: bool) -> Findings:
             "The model pipeline is not available, so the case cannot be analysed here; run "
             "'breastmri analyze' first and export its findings folder, or use --from-truth."
         ) from err
-    return progress.run(analyze(study, available()), progress.tqdm_printer("analyze"))
+    packages = [info.path for info in available() if info.task != "interactive-segment"]
+    if not packages:
+        raise ExportError(
+            "No model package is installed to analyse this case; add one with 'breastmri models add', "
+            "export a findings folder from 'breastmri analyze', or use --from-truth for a phantom case."
+        )
+    return progress.run(analyze(study, packages), progress.tqdm_printer("analyze"))
 
 
 def run(args: argparse.Namespace) -> int:
