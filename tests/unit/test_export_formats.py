@@ -357,3 +357,16 @@ def test_export_cli_on_a_phantom_case(tmp_path: Path, capsys: pytest.CaptureFixt
     # without the study, SEG is refused with a clear message (exit code 2, one line)
     rc = main(["export", str(tmp_path / "out"), "--format", "seg", "--out", str(tmp_path / "refused")])
     assert rc == 2 and "need the source study" in capsys.readouterr().err
+
+
+def test_export_cli_case_without_models_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_breastmri.cli import main
+    from napari_breastmri.io.dicom_write import write_study_dicom
+    from napari_breastmri.models import registry
+
+    write_study_dicom(make_study(), tmp_path / "case", uid_root_seed="no-models")
+    monkeypatch.setattr(registry, "available", lambda include_broken=False: [])
+    assert main(["export", str(tmp_path / "case"), "--out", str(tmp_path / "out")]) == 2
+    assert "No model package is installed" in capsys.readouterr().err
