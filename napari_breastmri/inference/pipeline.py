@@ -42,9 +42,14 @@ def _check_cancel(should_cancel: Callable[[], bool] | None) -> None:
 
 
 def _open(packages: Sequence[Any]) -> list[ModelPackage]:
-    from ..models.package import ModelPackage, load_package
+    """ModelPackages as given (or anything shaped like one: .card, .build, .prepare_input, e.g. a
+    caching wrapper); names and paths are opened with load_package."""
+    from ..models.package import load_package
 
-    return [p if isinstance(p, ModelPackage) else load_package(p) for p in packages]
+    def ready(p: Any) -> bool:
+        return all(hasattr(p, a) for a in ("card", "build", "prepare_input"))
+
+    return [p if ready(p) else load_package(p) for p in packages]
 
 
 def segment_probability(
