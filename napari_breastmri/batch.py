@@ -48,6 +48,7 @@ BASE_COLUMNS = [
     "case",
     "status",
     "seconds",
+    "cpu_seconds",
     "worker",
     "n_lesions",
     "n_truth",
@@ -199,7 +200,7 @@ def run_case(
     """Run one case into ``out_root/case_id`` atomically; never raises (a failure is a row)."""
     import socket
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     target = Path(out_root) / case_id
     row: dict[str, Any] = {
         "case_id": case_id,
@@ -211,6 +212,7 @@ def run_case(
         with _atomic.atomic_dir(target) as tmp:
             row.update(func(case, tmp, dict(options)))
             row.update(status="done", seconds=round(time.perf_counter() - start, 3), error="")
+            row["cpu_seconds"] = round(time.process_time() - cpu, 3)
             _atomic.write_text(tmp / RESULT_FILE, json.dumps(row, indent=2, default=str))
         (Path(out_root) / "failed" / f"{case_id}.txt").unlink(missing_ok=True)
     except Exception as err:  # a failing case must not stop the cohort: it becomes a row
