@@ -27,6 +27,7 @@ def _plt():
 
 
 def _save(fig: Any, path: str | Path) -> Path:
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     with _atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
