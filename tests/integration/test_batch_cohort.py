@@ -196,3 +196,21 @@ def test_batch_runs_the_real_analyze_core(tmp_path: Path) -> None:
     assert result.metrics["lesion_sensitivity"] == 1.0
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "toy-seg" in report and "model card not found" not in report  # cards came with the packages
+
+
+def test_batch_on_an_existing_scheduler(cohort: dict, tmp_path: Path) -> None:
+    """--scheduler ADDRESS: the batch connects to a running cluster and leaves it running."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        result = progress.run(
+            batch.run_batch(
+                cohort["cases"][:1],
+                tmp_path / "sched",
+                task="napari_breastmri.batch:truth_case",
+                scheduler=cluster.scheduler_address,
+            )
+        )
+        assert [r["status"] for r in result.rows] == ["done"]
+        with Client(cluster.scheduler_address) as client:  # still up after the batch closed its client
+            assert len(client.scheduler_info()["workers"]) == 1
