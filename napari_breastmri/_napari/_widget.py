@@ -31,7 +31,10 @@ class BreastMRIWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from ._compat import guard_torch_imports
         from ._sections import SECTION_CLASSES
+
+        guard_torch_imports()  # the viewer exists already: see _compat for why
 
         self.viewer = napari_viewer
         self.state = ReadingState()

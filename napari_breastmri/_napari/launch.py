@@ -32,8 +32,10 @@ def open_viewer(
     show: bool = True,
 ):
     """Create the viewer and dock, start loading; returns (viewer, dock)."""
+    from ._compat import preload_before_viewer
+
+    preload_before_viewer()  # torch/torchvision before any OpenGL context: see _compat
     import napari
-    import torch  # noqa: F401  (torch before Qt/napari: avoids library clashes at exit)
 
     from ._widget import BreastMRIWidget
 
