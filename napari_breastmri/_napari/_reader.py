@@ -85,6 +85,7 @@ def read_study(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
     source: Any = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else os.fspath(path)
     study = load_study(source)
     layers = study_layers(study)
+    layers[0][1]["metadata"]["breastmri"]["source"] = source  # what the dock re-opens another series from
     truth = _truth_for(study, source)
     if truth:
         layers[0][1]["metadata"]["breastmri"]["truth"] = study.meta.get("truth")

@@ -154,7 +154,9 @@ class BreastMRIWidget(QWidget):
         study = meta.get("study")
         if meta.get("role") == "phases" and study is not None and study is not self.state.study:
             truth = meta.get("truth") or study.meta.get("truth")
-            self.state.set_study(study, truth=truth, truth_mask=meta.get("label_mask"), source=study.source)
+            self.state.set_study(
+                study, truth=truth, truth_mask=meta.get("label_mask"), source=meta.get("source", study.source)
+            )
             self.orient(study)
 
     def _show_findings(self, findings: Findings | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from qtpy.QtWidgets import QCheckBox, QFileDialog
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QPushButton
 
 from ...types import DEMO_LABEL, Study
 from ._base import Section
@@ -61,6 +61,16 @@ class StudySection(Section):
             ("Demo case", self.open_demo, f"Open the embedded phantom case ({DEMO_LABEL})"),
         )
         self.summary = self.label("No study open. Open a folder or file, or File > Open Sample.", rich=True)
+        row = QHBoxLayout()
+        self.series_choice = QComboBox()
+        self.series_choice.setToolTip("Series found beside the DCE series and skipped; open one instead")
+        self.series_btn = QPushButton("Open this series")
+        self.series_btn.clicked.connect(self.open_other_series)
+        row.addWidget(self.series_choice, 1)
+        row.addWidget(self.series_btn)
+        self.column.addLayout(row)
+        self.series_choice.setVisible(False)
+        self.series_btn.setVisible(False)
         self.hide_box = QCheckBox("Hide patient data (dock, layer names, title)")
         self.hide_box.setToolTip("Hides name, ID, birth date and accession everywhere in the viewer")
         self.hide_box.toggled.connect(self.state.set_hide_phi)
@@ -76,8 +86,23 @@ class StudySection(Section):
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
-        if self.state.study is not None:
-            self.summary.setText(study_summary(self.state.study, hide_phi=self.state.hide_phi))
+        study = self.state.study
+        if study is None:
+            return
+        self.summary.setText(study_summary(study, hide_phi=self.state.hide_phi))
+        self.series_choice.clear()
+        for sk in study.skipped_series:
+            self.series_choice.addItem(f"{sk.description} ({sk.n_files} files)", sk.series_uid)
+        has = bool(study.skipped_series) and isinstance(self.state.source, str)
+        self.series_choice.setVisible(has)
+        self.series_btn.setVisible(has)
+
+    def open_other_series(self) -> Any:
+        """Re-open the same folder with the chosen series as the DCE series."""
+        uid = self.series_choice.currentData()
+        if uid is None or not isinstance(self.state.source, str):
+            return None
+        return self.open_source(self.state.source, series_uid=uid)
 
     def open_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a breast DCE-MRI study folder")
@@ -91,14 +116,14 @@ class StudySection(Section):
         if path:
             self.open_source(path)
 
-    def open_source(self, source: Any) -> Any:
+    def open_source(self, source: Any, series_uid: str | None = None) -> Any:
         """Load in a worker (never on the UI thread), then show."""
         from .._worker import run_blocking_in_thread
 
         def load():
             from ...io import load_study
 
-            return load_study(source)
+            return load_study(source, series_uid=series_uid) if series_uid else load_study(source)
 
         self.summary.setText("Loading ...")
         job = run_blocking_in_thread(
