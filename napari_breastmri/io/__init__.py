@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import UnsupportedInput
 from ..types import Study
 
-__all__ = ["detect_format", "load_study"]
+__all__ = ["can_read", "detect_format", "load_study"]
 
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -52,6 +52,51 @@ def detect_format(source: Source) -> str:
     if nifti.phase_files(path):
         return "nifti-phases"
     return "dicom"
+
+
+def can_read(source: Source, max_files: int = 200) -> bool:
+    """True when ``source`` looks like something :func:`load_study` reads; never raises.
+
+    For the npe2 reader contract ("return None for what you do not handle"): NIfTI by suffix, a
+    DICOM file by its ``DICM`` magic, a folder when a known layout, NIfTI phase files, or a DICOM
+    file is found among its first ``max_files`` files. Nothing is parsed.
+    """
+    from . import layouts, nifti
+
+    try:
+        if not isinstance(source, (str, os.PathLike)):
+            paths = [Path(p) for p in source]
+            return bool(paths) and all(can_read(p, max_files) for p in paths)
+        path = Path(source)
+        if path.is_file():
+            return nifti.is_nifti(path) or _has_dicm_magic(path)
+        if not path.is_dir():
+            return False
+        if layouts.detect(path) is not None or nifti.phase_files(path):
+            return True
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                if nifti.is_nifti(name) or _has_dicm_magic(Path(dirpath) / name):
+                    return True
+                seen += 1
+                if seen >= max_files:
+                    return False
+        return False
+    except OSError:
+        return False
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def load_study(source: Source, *, series_uid: str | Sequence[str] | None = None) -> Study:

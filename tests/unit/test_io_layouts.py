@@ -139,3 +139,16 @@ def test_info_cli_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
     assert breastmri(["info", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No DICOM images" in err[0]
+
+
+def test_can_read_says_no_without_raising(tmp_path: Path) -> None:
+    from napari_breastmri.io import can_read
+
+    truth = make_study(shape=(3, 4, 4), times=(0, 60))
+    paths = write_study_dicom(truth, tmp_path / "dcm", "series-per-phase", uid_root_seed=90)
+    nii = nifti.save_volume(truth.data[0], truth.affine, tmp_path / "v.nii.gz")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.txt").write_text("x")
+    assert can_read(tmp_path / "dcm") and can_read(paths[0]) and can_read(nii) and can_read([nii])
+    assert not can_read(tmp_path / "other") and not can_read(tmp_path / "other" / "a.txt")
+    assert not can_read(tmp_path / "missing") and not can_read([])
