@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     # 2. hanging protocol
     _only(dock, "Study", "Display")
     dock.sections["Display"].hanging_protocol()
+    if lesions:  # the linked cursor on the lesion, in every panel
+        ref = dock.layer_with_role("boxes")
+        from napari_breastmri._napari._sections.findings import lesion_center_zyx
+
+        dock.sections["Display"].move_cursor(ref.data_to_world(lesion_center_zyx(lesions[0])))
     _shot(viewer, app, out / "hanging-protocol.png")
     dock.sections["Display"].one_at_a_time()
 

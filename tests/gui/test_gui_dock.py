@@ -77,7 +77,21 @@ def test_layers_line_up_on_an_oblique_study(dock):
         checked += 1
     assert checked >= 8
     assert viewer.canvas.grid.enabled
-    assert sum(lay.visible for lay in viewer.layers) == 5  # pre | post1 | sub1 | MIP | kinetic map
+    images = [
+        lay for lay in viewer.layers if lay.visible and lay.metadata["breastmri"].get("panel") != "cursor"
+    ]
+    assert len(images) == 5  # pre | post1 | sub1 | MIP | kinetic map
+    # linked cursor: one per panel, grouped with its image (stride 2), all moved together
+    assert viewer.canvas.grid.stride == 2
+    layers = list(viewer.layers)
+    for i in range(0, 10, 2):
+        assert layers[i + 1].metadata["breastmri"]["panel"] == "cursor" and layers[i] in images
+    assert viewer.canvas.grid.actual_shape(viewer.layers) in ((2, 3), (3, 2))  # 5 panels, not 10
+    widget.sections["Display"].move_cursor(viewer.layers[0].data_to_world(voxel))
+    for i in range(1, 10, 2):
+        if layers[i - 1].metadata["breastmri"].get("panel") != "MIP":
+            world = np.asarray(layers[i].data_to_world(layers[i].data[0]))
+            assert np.allclose(_layers.world_to_lps(world, study.affine), expected, atol=1e-6)
     widget.sections["Display"].one_at_a_time()
     assert not viewer.canvas.grid.enabled
 

@@ -87,6 +87,9 @@ class DisplaySection(Section):
         self.link_window = QCheckBox("Linked windowing (phases, pre and post panels)")
         self.link_window.setChecked(True)
         self.column.addWidget(self.link_window)
+        self.linked_cursor = QCheckBox("Linked cursor (a cross in every panel)")
+        self.linked_cursor.setChecked(True)
+        self.column.addWidget(self.linked_cursor)
         self._linking = False
         self.state.study_changed.connect(self._on_study)
         self.viewer.dims.events.current_step.connect(self._on_dims)
@@ -156,12 +159,64 @@ class DisplaySection(Section):
             layer.visible = True
             if layer.metadata["breastmri"].get("panel") in ("pre", "post1"):
                 layer.events.contrast_limits.connect(lambda *_, lay=layer: self._sync_window(lay))
-        self.viewer.canvas.grid.stride = 1
+        stride = 1
+        if self.linked_cursor.isChecked():
+            stride = self._add_cursors(added, study)
+        self.viewer.canvas.grid.stride = stride
         self.viewer.canvas.grid.enabled = True
         self.viewer.reset_view()
 
+    def _add_cursors(self, panels: list[Any], study: Any) -> int:
+        """One cursor (a Points layer) per panel, each right after its image, with grid stride 2:
+        napari groups consecutive layers into a panel, so every panel shows its own cursor and a
+        mouse move in any panel moves them all (the linked cursor)."""
+        cursors = []
+        for panel in panels:
+            (cursor,) = self.dock.add_tuples(
+                [
+                    (
+                        np.empty((0, 3)),
+                        {
+                            "ndim": 3,
+                            "name": f"cursor {panel.name}",
+                            "symbol": "cross",
+                            "size": 14,
+                            "face_color": "cyan",
+                            "border_color": "cyan",
+                            "affine": _layers.napari_affine(study.affine, 3),
+                            "metadata": _layers._meta("protocol", panel="cursor"),
+                        },
+                        "points",
+                    )
+                ]
+            )
+            cursors.append(cursor)
+        order = [lay for pair in zip(panels, cursors) for lay in pair]
+        for target, layer in enumerate(order):  # the protocol pairs first: indices 0,1 | 2,3 | ...
+            self.viewer.layers.move(self.viewer.layers.index(layer), target)
+        self._cursors = cursors
+        if self._on_mouse_move not in self.viewer.mouse_move_callbacks:
+            self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
+        return 2
+
+    def _on_mouse_move(self, viewer: Any, event: Any) -> None:
+        self.move_cursor(event.position)
+
+    def move_cursor(self, world: Any) -> None:
+        """Put every panel's cursor at this world point (and on the current slice)."""
+        cursors = [c for c in getattr(self, "_cursors", []) if c in self.viewer.layers]
+        if not cursors:
+            return
+        point = np.asarray(world, dtype=float)[-3:]
+        for cursor in cursors:
+            cursor.data = np.asarray(cursor.world_to_data(point), dtype=float)[None]
+
     def one_at_a_time(self) -> None:
         self.viewer.canvas.grid.enabled = False
+        self.viewer.canvas.grid.stride = 1
+        if self._on_mouse_move in self.viewer.mouse_move_callbacks:
+            self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
+        self._cursors = []
         self.dock.remove_roles("protocol")
         for layer in self.viewer.layers:
             role = layer.metadata.get("breastmri", {}).get("role")
