@@ -30,6 +30,7 @@ from .anatomy import (
 from .lesions import (
     LesionSpec,
     NodeSpec,
+    Raster,
     place,
     random_rotation,
     rasterise_lesion,
@@ -590,8 +591,6 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     breast = anatomy.breast > 0
     for r in rasters:
         if r.edema is not None:
-            from .lesions import Raster
-
             _paint(g, oidx, Raster(r.box, r.edema * breast[r.box], r.kmult), C_EDEMA)
     for i, r in enumerate(rasters, start=1):
         r.frac *= breast[r.box] | (r.frac > 0.5)
