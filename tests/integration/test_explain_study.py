@@ -171,7 +171,8 @@ def test_every_method_through_explain_study_keeps_the_contract(classifier_pkg):
     assert toys.all_hooks(classifier_pkg.net) == 0
 
 
-def test_segmenter_and_detector_explain_the_chosen_lesion_on_a_patch():
+@pytest.mark.parametrize("patch", [[8, 16, 16], [16, 32, 32]])  # the second is larger than the grid: padded
+def test_segmenter_and_detector_explain_the_chosen_lesion_on_a_patch(patch):
     seg = toys.trained_segmenter()
     study, centre, mask = blob_study(5, oblique_affine())
     findings = Findings(shape=study.shape, affine=study.affine, label_mask=mask.astype(np.int16))
@@ -181,12 +182,15 @@ def test_segmenter_and_detector_explain_the_chosen_lesion_on_a_patch():
     zz, yy, xx = np.indices(study.shape)
     near = (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= 8**2
     for task in ("segment", "detect"):
-        pkg = ToyPackage(card(task, patch_size=[8, 16, 16]), seg)
+        pkg = ToyPackage(card(task, patch_size=patch), seg)
         hm = progress.run(explain_study(study, pkg, findings, method="layercam", target="lesion:7"))
         assert hm.data.shape == study.shape and hm.data.min() >= 0.0 and hm.data.max() == pytest.approx(1.0)
         assert hm.target == ("lesion 7 (segmentation)" if task == "segment" else "lesion 7 (box)")
         assert hm.data[near].sum() / hm.data.sum() > 0.5
-        assert hm.data[~near].max() < 1.0  # outside the patch around the lesion the map is zero or low
+        if patch[0] < SHAPE[0]:  # a patch inside the grid: nothing outside it is hotter than the lesion
+            assert hm.data[~near].max() < 1.0
+        # (a patch larger than the grid is zero-padded as the pipeline's sliding window pads it, and
+        # the padded border is an edge the toy network reacts to, so its peak may sit there)
     assert toys.all_hooks(seg) == 0
 
 
