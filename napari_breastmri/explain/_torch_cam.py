@@ -223,7 +223,7 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 def as_target(target: Any, output: torch.Tensor | None = None) -> Any:
-    """An int is a class index; None is the top class of a classifier's output."""
+    """An int is a class index; None is the top class of a classifier's output (of its first item)."""
     if target is None:
         if output is None or not isinstance(output, torch.Tensor) or output.ndim != 2:
             raise ValueError(

@@ -82,6 +82,8 @@ def deletion_insertion(
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
     if x.ndim == spatial_dims + 1:
         x = x[None]
+    if x.shape[0] != 1:
+        raise ValueError("deletion/insertion curves are made for one input at a time, not a batch")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = x.to(device)
     n = int(np.prod(x.shape[2:]))
