@@ -8,12 +8,13 @@ clinical CSV, a Duke-style box CSV, corrections saved from the viewer) is first 
 network is trained on exactly the tensors the pipeline will feed it.
 
 Phantom cases are cached as ``.npz`` under a cache folder (never in the repository), keyed by the
-preprocessing settings and a hash of the phantom's source, so a changed phantom is regenerated.
+preprocessing settings and a fingerprint of the phantom's output, so a changed phantom is regenerated.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -168,14 +169,22 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("napari-breastmri")) / "training"
 
 
-def _phantom_source_hash() -> str:
-    """A hash of the phantom's code: cached samples of an older phantom must not be reused."""
-    from .. import phantom
+@functools.lru_cache(maxsize=1)
+def phantom_fingerprint() -> str:
+    """A hash of what the phantom *generates* (a tiny canary case), for the cache key.
 
-    root = Path(phantom.__file__).parent
+    Why not a hash of its source: edits that do not change the output (imports, docs, figures)
+    must not throw away an hour of cached cases, while any change to the pixels, the masks or
+    the truth must.
+    """
+    case = phantom_case(0, longitudinal=True, shape=(16, 64, 64))
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.read_bytes())
+    for study in (case.study, case.follow_up):
+        assert study is not None
+        digest.update(np.ascontiguousarray(study.data).tobytes())
+        digest.update(np.asarray(study.affine).tobytes())
+    digest.update(np.ascontiguousarray(case.label_mask).tobytes())
+    digest.update(json.dumps([case.labels, case.boxes], sort_keys=True).encode())
     return digest.hexdigest()[:12]
 
 
@@ -189,7 +198,7 @@ def _card_key(card: ModelCard, longitudinal: bool, phantom_kwargs: dict[str, Any
         "orient": i.orientation,
         "long": longitudinal,
         "task": card.task != "classify",
-        "phantom": _phantom_source_hash(),
+        "phantom": phantom_fingerprint(),
         "phantom_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in phantom_kwargs.items()},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

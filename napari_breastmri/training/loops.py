@@ -107,7 +107,7 @@ def train_segmentation(spec: TaskSpec, train: list[Sample], epochs: int, seed: i
         loss.backward()
         opt.step()
         sched.step()
-        running = 0.9 * running + 0.1 * float(loss) if step else float(loss)
+        running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
         yield Progress("train", (step + 1) / steps, f"step {step + 1}/{steps} loss {running:.3f}")
     net.eval()
     return net
@@ -221,7 +221,7 @@ def train_classifier(spec: TaskSpec, train: list[Sample], epochs: int, seed: int
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         yield Progress(
             "train", (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / per_epoch:.3f}"
         )

@@ -77,4 +77,8 @@ def models_markdown(weights_dir: str | Path) -> str:
 
 
 if __name__ == "__main__":
-    print(models_markdown(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "models" / "weights"))
+    print(
+        models_markdown(
+            sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "models" / "weights"
+        )
+    )

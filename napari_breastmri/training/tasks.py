@@ -48,13 +48,14 @@ class TaskSpec:
     normalisation: dict[str, Any] = field(
         default_factory=lambda: {"method": "percentile", "lower": 1, "upper": 99}
     )
-    features: list[int] = field(default_factory=lambda: [8, 16, 32, 32])
+    #: classifiers: a thin first block (it runs at full resolution and dominated the CPU time)
+    features: list[int] = field(default_factory=lambda: [4, 16, 32, 32])
     dropout: float = 0.3
     longitudinal: bool = False
     activation: str = "softmax"
     min_lesion_ml: float = 0.0
     #: default optimisation budget (steps for segmentation, epochs for classification)
-    default_epochs: int = 20
+    default_epochs: int = 10
     batch_size: int = 8
 
     @property
