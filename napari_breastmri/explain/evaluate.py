@@ -40,7 +40,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=900)
     p.add_argument("--out", default="docs/images")
     p.add_argument("--classifier", default="demo-subtype")
-    p.add_argument("--detector", default="demo-lesion-seg")
+    p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
     p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "scorecam"])
     p.add_argument("--deletion-cases", type=int, default=5)
     p.add_argument("--deletion-steps", type=int, default=16)
@@ -93,10 +93,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     clf = _Cached(load_package(args.classifier))
-    det = _Cached(load_package(args.detector))
+    det = _Cached(load_package(args.detector)) if args.detector != "none" else None
     res: dict[str, Any] = {
         "classifier": clf.card.label,
-        "detector": det.card.label,
+        "detector": det.card.label if det is not None else "none",
         "cases": [],
         "pointing": {
             "classifier": {m: [] for m in args.methods},
@@ -151,6 +151,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                         model, ex.x, ex.target, "gradcam", ex.heatmap.layer, ex.model_cam
                     )
                     res["randomisation"].append(check)
+        if det is None:
+            _log(f"case {seed} done in {time.perf_counter() - t0:.0f} s")
+            continue
         findings = progress.run(analyze(study, [det.pkg], device="cpu"))
         res["cases"][-1]["detections"] = len(findings.lesions)
         for method in args.methods:
@@ -225,7 +228,10 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         "|---|---|---|---|",
     ]
     for m in args.methods:
-        cells = [f"{np.mean(res['pointing'][k][m]):.2f}" for k in ("classifier", "segmentation", "box")]
+        cells = [
+            f"{np.mean(res['pointing'][k][m]):.2f}" if res["pointing"][k][m] else "-"
+            for k in ("classifier", "segmentation", "box")
+        ]
         lines.append(f"| {display_name(m)} | " + " | ".join(cells) + " |")
     det = [c.get("detections", 0) for c in res["cases"]]
     lines += [
