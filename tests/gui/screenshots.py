@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     lesions = sorted(findings.lesions, key=lambda les: -les.score)
 
     # 1. reading station: phases with boxes and masks, findings table, predictions
-    _only(dock, "Study", "Models", "Findings", "Predictions")
+    _only(dock, "Models", "Findings", "Predictions")
     viewer.dims.set_current_step(0, 1)
     if lesions:
         row = [les.id for les in findings.lesions].index(lesions[0].id)
