@@ -233,11 +233,10 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
             for k in ("classifier", "segmentation", "box")
         ]
         lines.append(f"| {display_name(m)} | " + " | ".join(cells) + " |")
-    det = [c.get("detections", 0) for c in res["cases"]]
-    lines += [
-        "",
-        f"Cases where the detector found no lesion (counted as misses): {sum(1 for d in det if d == 0)} of {n}.",
-    ]
+    if res["detector"] != "none":
+        det = [c.get("detections", 0) for c in res["cases"]]
+        missed = sum(1 for d in det if d == 0)
+        lines += ["", f"Cases where the detector found no lesion (counted as misses): {missed} of {n}."]
     if res["deletion"]:
         d = res["deletion"]
         g_del, r_del = (
