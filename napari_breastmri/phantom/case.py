@@ -616,12 +616,26 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     early = P.early_phase(spec.timing)
     pe_maps: dict[int, np.ndarray] = {}
     shifts = []
+    # Sparse mixing: only glandular and overlay voxels change from the base tissue's value (a
+    # dense mix would compute sig + 0 * (...) everywhere else and give the same numbers).
+    base_flat = anatomy.base.ravel()
+    f_idx = np.flatnonzero(fgt)
+    f_val = fgt.ravel()[f_idx]
+    o_idx = np.flatnonzero(g)
+    o_val = g.ravel()[o_idx]
+    o_comp = oidx.ravel()[o_idx]
+    amp_flat = amp.ravel()
+    noise = np.empty(base_flat.size, dtype=np.float32)
     for p in range(n_ph):
         row = table[p]
-        sig = row[anatomy.base]
-        sig += fgt * (row[C_FGT] - sig)
-        sig += g * (row[oidx] - sig)
-        sig *= amp
+        flat = data[p].reshape(-1)
+        np.take(row, base_flat, out=flat)
+        part = flat[f_idx]
+        flat[f_idx] = part + f_val * (row[C_FGT] - part)
+        part = flat[o_idx]
+        flat[o_idx] = part + o_val * (row[o_comp] - part)
+        flat *= amp_flat
+        sig = data[p]
         for i, ix in enumerate(lesion_idx):
             clean_curves[i, p] = float(sig[ix].mean())
             if p == 0:
@@ -632,17 +646,17 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
             rs = np.random.default_rng(np.random.SeedSequence([spec.noise_seed, p]))
             shift = rs.normal(0.0, spec.motion_mm / 2.0, 3) / np.asarray(spacing)
             shifts.append([round(float(s), 3) for s in shift])
-            sig = ndimage.shift(sig, shift, order=1, mode="nearest")
-        n1 = rng.standard_normal(shape, dtype=np.float32)
-        n1 *= sigma
-        sig += n1
-        np.square(sig, out=sig)
-        n1 = rng.standard_normal(shape, dtype=np.float32)
-        n1 *= sigma
-        np.square(n1, out=n1)
-        sig += n1
-        np.sqrt(sig, out=sig)
-        data[p] = sig
+            data[p] = ndimage.shift(sig, shift, order=1, mode="nearest")
+        # Rician magnitude: |S + n1 + i n2|
+        rng.standard_normal(dtype=np.float32, out=noise)
+        noise *= sigma
+        flat += noise
+        np.square(flat, out=flat)
+        rng.standard_normal(dtype=np.float32, out=noise)
+        noise *= sigma
+        np.square(noise, out=noise)
+        flat += noise
+        np.sqrt(flat, out=flat)
     enhancing = {i: int((pe >= ENHANCING_PE).sum()) for i, pe in pe_maps.items()}
     tissue = anatomy.base.copy()
     tissue[fgt > 0.5] = N_BASE
