@@ -166,6 +166,7 @@ def generate_case(
         case.follow_up = render_case(fu_spec, anatomy)  # same patient: BPE lives in the kinetics only
         case.truth["follow_up"] = {
             "case_id": fu_spec.case_id,
+            "folder": f"../{fu_spec.case_id}",
             "interval_days": fu_spec.extra["interval_days"],
             "response": fu_spec.extra["response"],
         }
@@ -813,6 +814,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
             for n in spec.nodes
         ],
         "follow_up": None,
+        "baseline": spec.case_id.removesuffix("_fu") if spec.exam == "follow_up" else None,
     }
     return PhantomCase(study=study, label_mask=label, truth=truth, tissue=tissue)
 

@@ -13,7 +13,10 @@ Case folder ``<out>/<case_id>/``::
     nifti/<case>_mask.nii.gz    lesion label mask (lesion i = value i)
     nifti/<case>_tissue.nii.gz  tissue classes (anatomy.TISSUE_NAMES, 7 = glandular)
     truth.json                  PhantomCase.truth
-    follow_up/                  the same again for the early-treatment exam (longitudinal cases)
+
+A longitudinal case's early-treatment exam is written beside it as its own case folder,
+``<out>/<case_id>_fu/`` (the follow-up's case id), so that each folder holds exactly one study
+and loads with ``load_study(folder)``; the baseline's ``truth["follow_up"]["folder"]`` names it.
 
 Cohort folder: the case folders plus ``boxes.csv`` (Duke-Breast-Cancer-MRI Annotation_Boxes
 columns: 1-based, inclusive row = y, column = x, slice = z on the study grid, i.e. Start = z0 + 1,
@@ -69,7 +72,7 @@ def write_case(
     dicom: bool = True,
     nifti: bool = True,
 ) -> Path:
-    """Write ``case`` (and its follow-up) to ``out_dir/<case_id>/``; return that folder.
+    """Write ``case`` to ``out_dir/<case_id>/`` (its follow-up to ``<case_id>_fu/``); return the first.
 
     ``orientation`` re-slices the case first ("axial" or "sagittal"; None keeps the case's own);
     the truth follows onto the new grid.
@@ -79,10 +82,11 @@ def write_case(
     if orientation is not None and orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {sorted(ORIENTATIONS)}, got {orientation!r}")
     target = Path(out_dir) / case.case_id
+    if case.follow_up is not None:  # first, so a baseline folder never points at a missing one
+        with _atomic.atomic_dir(Path(out_dir) / case.follow_up.case_id) as tmp:
+            _write_exam(case.follow_up, tmp, dicom_layout, orientation, dicom, nifti)
     with _atomic.atomic_dir(target) as tmp:
         _write_exam(case, tmp, dicom_layout, orientation, dicom, nifti)
-        if case.follow_up is not None:
-            _write_exam(case.follow_up, tmp / "follow_up", dicom_layout, orientation, dicom, nifti)
     return target
 
 

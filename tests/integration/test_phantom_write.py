@@ -49,8 +49,12 @@ def test_dicom_round_trip_same_arrays_geometry_times(case, tmp_path: Path, layou
     assert loaded.acquisition.flip_angle_deg == pytest.approx(s.acquisition.flip_angle_deg)
     truth = json.loads((folder / "truth.json").read_text())
     assert truth["dicom_layout"] == layout and truth["lesions"][0]["bbox"] == case.truth["lesions"][0]["bbox"]
-    # the follow-up exam sits beside it and loads too
-    fu = load_study(folder / "follow_up" / "dicom")
+    # the follow-up exam is its own case folder beside it, and each folder is one study
+    fu_folder = folder.parent / case.follow_up.case_id
+    assert (folder / truth["follow_up"]["folder"]).resolve() == fu_folder.resolve()
+    assert load_study(folder).study_uid == s.study_uid
+    fu = load_study(fu_folder / "dicom")
+    assert fu.study_uid == case.follow_up.study.study_uid != s.study_uid
     np.testing.assert_allclose(
         fu.data, case.follow_up.study.data, atol=_quantum(case.follow_up.study) * 0.51 + 1e-3
     )
