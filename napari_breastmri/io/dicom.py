@@ -44,7 +44,7 @@ from ..errors import (
     UnsupportedInput,
 )
 from ..geometry import affine_from_dicom, orientation_label, resample_to_grid, same_grid
-from ..types import Acquisition, PatientInfo, Protocol, SkippedSeries, Study
+from ..types import DEMO_LABEL, Acquisition, PatientInfo, Protocol, SkippedSeries, Study
 
 #: relative tolerance on slice spacing before it counts as unequal
 SPACING_RTOL = 0.01
@@ -1252,6 +1252,8 @@ def load_dicom(
     times = abs_times - abs_times[0]
     protocol, labels = protocol_and_labels(times)
     header = phases[0].series.header
+    # synthetic studies written by our writer say so in ImageComments; the label must follow them
+    demo = DEMO_LABEL in str(header.get("ImageComments", "") or "")
     layout = (
         "enhanced"
         if phases[0].series.enhanced
@@ -1269,7 +1271,8 @@ def load_dicom(
         protocol=protocol,
         acquisition=_acquisition(phases[0].series, header),
         phi=_phi(header),
-        source=f"DICOM {source}" if isinstance(source, (str, os.PathLike)) else f"DICOM ({len(files)} files)",
+        source=(f"{DEMO_LABEL}: " if demo else "")
+        + (f"DICOM {source}" if isinstance(source, (str, os.PathLike)) else f"DICOM ({len(files)} files)"),
         study_uid=phases[0].series.study_uid,
         series_uids=list(dict.fromkeys(ph.series.uid for ph in phases)),
         skipped_series=skipped,
@@ -1283,6 +1286,7 @@ def load_dicom(
             "series_descriptions": [ph.series.description for ph in phases],
             "scaling": "philips-fp" if _use_philips(phases) else "rescale",
             "n_files": len(files),
+            "demo": demo,
         },
     )
 

@@ -24,7 +24,7 @@ import numpy as np
 from .. import _atomic
 from ..errors import CorruptFile, InconsistentGeometry, UnsupportedInput
 from ..geometry import from_nifti, resample_to_grid, same_grid, to_nifti
-from ..types import Acquisition, Protocol, Study
+from ..types import DEMO_LABEL, Acquisition, Protocol, Study
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: nnU-Net / MAMA-MIA channel files: <case>_0000.nii.gz, <case>_0001.nii.gz, ...
@@ -109,6 +109,7 @@ def write_study_nifti(study: Study, out_dir: str | Path, case_id: str) -> list[P
         "acquisition": asdict(study.acquisition),
         "study_uid": study.study_uid,
         "files": [p.name for p in paths],
+        "demo": bool(study.meta.get("demo")) or DEMO_LABEL in study.source,
     }
     _atomic.write_text(sidecar_path(out_dir, case_id), json.dumps(side, indent=2))
     return paths
@@ -141,6 +142,8 @@ def read(source: str | Path | Sequence[str | Path]) -> Study:
         data, affine = _stack_phases(paths, warnings)
     study_meta = _read_sidecar(paths, data.shape[0], warnings)
     times = study_meta.pop("times")
+    if study_meta.get("demo"):
+        desc = f"{DEMO_LABEL}: {desc}"
     labels = study_meta.pop("labels")
     return Study(
         data=data,
@@ -224,6 +227,7 @@ def _read_sidecar(paths: list[Path], n_phases: int, warnings: list[str]) -> dict
                     "acquisition": Acquisition(**side.get("acquisition", {})),
                     "study_uid": side.get("study_uid", ""),
                     "case_id": side.get("case_id", stem),
+                    "demo": bool(side.get("demo", False)),
                 }
             warnings.append(f"{cand.name} describes {len(times)} phases but {n_phases} were found; ignored.")
             break

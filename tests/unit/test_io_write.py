@@ -217,3 +217,21 @@ def test_nifti_4d_without_sidecar_warns_about_times(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.data, study.data)
     assert back.phase_labels == ["pre", "post1", "post2", "post3"]
     assert any("no acquisition times" in w for w in back.warnings)
+
+
+@pytest.mark.parametrize("layout", ["series-per-phase", "enhanced", "nifti"])
+def test_demo_label_travels_with_synthetic_studies(tmp_path: Path, layout: str) -> None:
+    from napari_breastmri.io import load_study
+    from napari_breastmri.types import DEMO_LABEL
+
+    study = make_study(shape=(3, 4, 4), times=(0, 60))
+    study.meta["demo"] = True
+    if layout == "nifti":
+        nifti.write_study_nifti(study, tmp_path, "demo")
+    else:
+        write_study_dicom(study, tmp_path, layout, uid_root_seed=9)
+    back = load_study(tmp_path)
+    assert back.meta["demo"] is True and back.source.startswith(DEMO_LABEL)
+    plain = make_study(shape=(3, 4, 4), times=(0, 60))
+    write_study_dicom(plain, tmp_path / "plain", "series-per-phase", uid_root_seed=10)
+    assert load_study(tmp_path / "plain").meta["demo"] is False
