@@ -40,6 +40,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=900)
     p.add_argument("--out", default="docs/images")
     p.add_argument("--classifier", default="demo-subtype")
+    p.add_argument("--classifier-layer", help="override the classifier card's cam.target_layer (e.g. block3)")
     p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
     p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "scorecam"])
     p.add_argument("--deletion-cases", type=int, default=5)
@@ -124,6 +125,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     clf,
                     None,
                     method=method,
+                    layer=args.classifier_layer,
                     scores="fast" if method == "gradcam" else "none",
                     truth_mask=truth,
                     keep=True,
