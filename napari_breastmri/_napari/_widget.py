@@ -159,9 +159,21 @@ class BreastMRIWidget(QWidget):
             )
             self.orient(study)
 
+    def set_findings(self, findings: Findings | None, prebuilt: list[Any] | None = None) -> None:
+        """Show findings; ``prebuilt`` are their napari layers already made in the worker thread
+        (layer objects are plain models, not Qt), so the UI thread only inserts them."""
+        self._prebuilt = prebuilt
+        self.state.set_findings(findings)
+
     def _show_findings(self, findings: Findings | None) -> None:
         self.remove_roles("boxes", "mask", "heatmap")
-        if findings is not None:
+        prebuilt, self._prebuilt = getattr(self, "_prebuilt", None), None
+        if findings is None:
+            return
+        if prebuilt is not None:
+            for layer in prebuilt:
+                self.viewer.add_layer(layer)
+        else:
             self.add_tuples(_layers.findings_layers(findings))
 
     def _update_title(self, *_: Any) -> None:

@@ -23,6 +23,19 @@ def package_label(info: Any) -> str:
     return f"{info.name} v{info.version} - {info.task}/{info.target}{demo}"
 
 
+def prebuild_layers(findings: Findings) -> list[Any]:
+    """The findings' napari layers, built in the worker: a Shapes layer with hundreds of labelled
+    rectangles and a full-size Labels layer take a good part of a second to construct, which
+    would otherwise stall the UI thread when the run ends."""
+    from napari.layers import Layer
+
+    from .. import _layers
+
+    return [
+        Layer.create(data, dict(kwargs), kind) for data, kwargs, kind in _layers.findings_layers(findings)
+    ]
+
+
 class ModelsSection(Section):
     title = "Models"
 
@@ -109,20 +122,22 @@ class ModelsSection(Section):
             from ...models.package import load_package
 
             packages = [load_package(info.path) for info in infos]
-            return (yield from analyze(study, packages, follow_up=follow_up, should_cancel=should_cancel))
+            findings = yield from analyze(study, packages, follow_up=follow_up, should_cancel=should_cancel)
+            return findings, prebuild_layers(findings)
 
         def progress(step: Progress) -> None:
             self.bar.setValue(int(1000 * min(max(step.fraction, 0.0), 1.0)))
             self.step_label.setText(clock.text(step))
 
-        def done(findings: Findings) -> None:
+        def done(result: tuple[Findings, list[Any]]) -> None:
+            findings, layers = result
             self.last_run_seconds = time.monotonic() - started
             self.bar.setValue(1000)
             device = f" on {findings.device}" if findings.device else ""
             self.step_label.setText(
                 f"Done in {self.last_run_seconds:.1f} s{device}: {len(findings.lesions)} lesion(s)."
             )
-            self.state.set_findings(findings)
+            self.dock.set_findings(findings, prebuilt=layers)
 
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
