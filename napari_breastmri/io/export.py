@@ -228,20 +228,27 @@ class SourceImages:
         return str(self.datasets[0].FrameOfReferenceUID)
 
 
+def source_path_text(study: Study) -> str:
+    """The path part of ``Study.source``: the DICOM reader writes "[<demo label>: ]DICOM <path>"."""
+    text = str(study.source or "").strip()
+    if "DICOM " in text:
+        text = text.split("DICOM ", 1)[1].strip()
+    return text
+
+
 def _source_paths(study: Study) -> list[Path]:
     """The paths a study came from: ``meta["source_files"]`` or the path in ``Study.source``.
 
-    The DICOM reader writes ``source`` as "DICOM <path>"; a NIfTI or phantom study has no DICOM
-    path at all, which is fine: then nothing is found and the caller writes the study as DICOM.
+    A NIfTI or phantom study has no DICOM path at all, which is fine: then nothing is found and
+    the caller writes the study as DICOM.
     """
     listed = study.meta.get("source_files") or study.meta.get("dicom_files") or study.meta.get("files")
     if listed:
         return [Path(p) for p in listed]
-    text = str(study.source or "").strip()
-    for candidate in (text, text.removeprefix("DICOM ").strip()):
+    for candidate in (str(study.source or "").strip(), source_path_text(study)):
         if candidate and Path(candidate).exists():
             return [Path(candidate)]
-    return [Path(s) for s in text.split(os.pathsep) if s and Path(s).exists()]
+    return [Path(s) for s in source_path_text(study).split(os.pathsep) if s and Path(s).exists()]
 
 
 def _candidate_files(study: Study) -> list[Path]:

@@ -152,7 +152,9 @@ def _redactor(study: Study, show_phi: bool):
     if show_phi:
         return lambda text: text
     secrets = [v for v in asdict(study.phi).values() if v and len(str(v)) >= 3]
-    source = str(study.source or "").removeprefix("DICOM ").strip()
+    from ..io.export import source_path_text
+
+    source = source_path_text(study)
     if source:
         secrets += [source, *[part for part in Path(source).parts if len(part) >= 3 and part != "/"]]
     if study.study_uid:
