@@ -23,7 +23,8 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 def detect_format(source: Source) -> str:
-    """'nifti', 'nifti-phases', 'duke', 'mama-mia' or 'dicom' for a source; raises UnsupportedInput.
+    """'nifti', 'nifti-phases', 'duke', 'mama-mia', 'case-folder' or 'dicom' for a source; raises
+    UnsupportedInput.
 
     Detection is by structure only (file suffixes, folder names, the DICM magic), never by reading
     a whole file, so the npe2 reader can call it on anything and say "not mine" quickly.
@@ -113,7 +114,7 @@ def load_study(source: Source, *, series_uid: str | Sequence[str] | None = None)
         from . import nifti
 
         return nifti.read(source if isinstance(source, (str, os.PathLike)) else list(source))
-    if kind in ("duke", "mama-mia"):
+    if kind in ("duke", "mama-mia", "case-folder"):
         from . import layouts
 
         return layouts.load(Path(source), kind, series_uid=series_uid)

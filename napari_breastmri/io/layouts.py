@@ -37,12 +37,14 @@ _ORDINAL = {"pre": 0, "1st": 1, "2nd": 2, "3rd": 3}
 
 
 def detect(folder: Path) -> str | None:
-    """'duke', 'mama-mia' or None for a folder, from its structure alone."""
+    """'duke', 'mama-mia', 'case-folder' or None for a folder, from its structure alone."""
     folder = Path(folder)
     if _mama_mia_case(folder) is not None:
         return "mama-mia"
     if _duke_series_folders(folder):
         return "duke"
+    if _case_folder_part(folder) is not None:
+        return "case-folder"
     return None
 
 
@@ -51,7 +53,47 @@ def load(folder: Path, kind: str, *, series_uid: str | Sequence[str] | None = No
         return load_duke(folder, series_uid=series_uid)
     if kind == "mama-mia":
         return load_mama_mia(folder)
-    raise UnsupportedInput(f"Unknown layout {kind!r}; known layouts are 'duke' and 'mama-mia'.")
+    if kind == "case-folder":
+        return load_case_folder(folder, series_uid=series_uid)
+    raise UnsupportedInput(
+        f"Unknown layout {kind!r}; known layouts are 'duke', 'mama-mia' and 'case-folder'."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# our own case folders (phantom cases, exports): dicom/ and/or nifti/ beside truth and masks
+
+
+def _case_folder_part(folder: Path) -> Path | None:
+    """``folder/dicom`` (preferred) or ``folder/nifti`` when the folder is laid out that way."""
+    if not folder.is_dir():
+        return None
+    for name in ("dicom", "nifti"):
+        part = folder / name
+        if part.is_dir():
+            from .nifti import phase_files
+
+            if name == "dicom" or phase_files(part):
+                return part
+    return None
+
+
+def load_case_folder(folder: Path, *, series_uid: str | Sequence[str] | None = None) -> Study:
+    """A case folder with ``dicom/`` (and ``nifti/``, truth, masks beside it): load the images
+    only, so the masks and JSON next to them are neither read as phases nor warned about."""
+    part = _case_folder_part(folder)
+    if part is None:
+        raise UnsupportedInput(f"{folder} has neither a dicom/ nor a nifti/ folder of phases.")
+    if part.name == "dicom":
+        from .dicom import load_dicom
+
+        study = load_dicom(part, series_uid=series_uid)
+    else:
+        from .nifti import read
+
+        study = read(part)
+    study.meta.update({"layout": "case-folder", "case_id": folder.name, "case_folder": str(folder)})
+    return study
 
 
 # --------------------------------------------------------------------------------------------

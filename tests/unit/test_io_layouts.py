@@ -152,3 +152,23 @@ def test_can_read_says_no_without_raising(tmp_path: Path) -> None:
     assert can_read(tmp_path / "dcm") and can_read(paths[0]) and can_read(nii) and can_read([nii])
     assert not can_read(tmp_path / "other") and not can_read(tmp_path / "other" / "a.txt")
     assert not can_read(tmp_path / "missing") and not can_read([])
+
+
+def test_case_folder_with_dicom_and_nifti_beside_truth(tmp_path: Path) -> None:
+    """Our own case folders (phantom, exports): dicom/ wins, masks and JSON are not phases."""
+    truth = make_study()
+    case = tmp_path / "case_001"
+    write_study_dicom(truth, case / "dicom", "single-series", uid_root_seed=95)
+    nifti.write_study_nifti(truth, case / "nifti", "case_001")
+    nifti.save_volume(
+        (truth.data[0] > 300).astype(np.int16), truth.affine, case / "nifti" / "case_001_mask.nii.gz"
+    )
+    (case / "truth.json").write_text("{}")
+    assert detect_format(case) == "case-folder"
+    study = load_study(case)
+    assert_same_world(study, truth)
+    assert study.warnings == [] and study.meta["case_id"] == "case_001"
+    shutil.rmtree(case / "dicom")
+    from_nifti = load_study(case)
+    np.testing.assert_array_equal(from_nifti.data, truth.data)
+    assert from_nifti.meta["layout"] == "case-folder" and from_nifti.n_phases == 4
