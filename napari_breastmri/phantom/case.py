@@ -226,11 +226,11 @@ def _draw_lesions(rng, labels, aspec, anatomy, shape, spacing, n_lesions):
     if labels.cancer:
         if budget is None:
             budget = 1 + int(rng.choice([0, 1, 2], p=[0.55, 0.3, 0.15]))
-        idx = _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken)
+        idx, morph, wants_satellite = _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken)
         lesions.append(idx)
-        correlates.update(idx_correlates(idx, labels))
-        if budget > 1 and labels.extra_satellite:  # type: ignore[attr-defined]
+        if budget > 1 and wants_satellite:
             lesions.append(_satellite(rng, idx, aspec, anatomy, shape, spacing, taken))
+        correlates.update(idx_correlates(idx, morph, satellite=len(lesions) > 1))
     elif budget is None:
         budget = int(rng.choice([0, 1, 2, 3], p=[0.3, 0.45, 0.2, 0.05]))
     while len(lesions) < budget:
@@ -242,20 +242,22 @@ def _draw_lesions(rng, labels, aspec, anatomy, shape, spacing, n_lesions):
     return lesions, nodes, correlates
 
 
-def idx_correlates(idx: LesionSpec, labels: L.CaseLabels) -> dict:
+def idx_correlates(idx: LesionSpec, morph: str, satellite: bool) -> dict:
+    """The drawn values behind the invented label correlates (truth["correlates"])."""
     return {
         "index_diameter_mm": round(idx.diameter, 2),
         "index_shape": idx.shape,
         "index_ktrans": round(idx.ktrans, 4),
         "index_heterogeneity": round(idx.heterogeneity, 4),
         "edema_mm": round(idx.edema_mm, 2),
-        "morphology_from": getattr(labels, "morphology_from", labels.subtype),
+        "morphology_from": morph,
+        "satellite_nme": satellite,
     }
 
 
-def _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken) -> LesionSpec:
+def _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken) -> tuple[LesionSpec, str, bool]:
+    """The index cancer, the subtype its morphology came from, and whether it wants satellite NME."""
     morph = L.morphology_subtype(rng, labels.subtype)
-    labels.morphology_from = morph  # type: ignore[attr-defined]
     tr = L.SUBTYPE_TRAITS[morph]
     kin_tr = L.SUBTYPE_TRAITS[labels.subtype]
     pc = L.PCR_BASELINE[labels.pcr]
@@ -275,7 +277,7 @@ def _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken) -> L
         )
     het = _uniform(rng, kin_tr["het"]) * pc["het"]
     edema = rng.uniform(4.0, 9.0) if rng.random() < tr["edema"] else 0.0
-    labels.extra_satellite = bool(rng.random() < tr["satellite"])  # type: ignore[attr-defined]
+    wants_satellite = bool(rng.random() < tr["satellite"])
     center, r = place(rng, anatomy, aspec, shape, spacing, side, diam / 2.0, taken)
     taken.append((center, r * 1.3 + edema))
     ratios = (1.0, 1.0, 1.0)
@@ -285,7 +287,7 @@ def _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken) -> L
         ratios = (1.0, rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.0))
     elif shp in ("irregular", "spiculated"):
         ratios = (1.0, rng.uniform(0.65, 0.9), rng.uniform(0.6, 0.85))
-    return LesionSpec(
+    spec = LesionSpec(
         kind="mass",
         shape=shp,
         diagnosis="invasive carcinoma",
@@ -306,6 +308,7 @@ def _index_lesion(rng, labels, aspec, anatomy, shape, spacing, side, taken) -> L
         axis_ratios=ratios,
         curve_note=note,
     )
+    return spec, morph, wants_satellite
 
 
 def _toward_nipple(aspec: AnatomySpec, side: str, center) -> tuple[float, float, float]:
