@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
@@ -166,8 +167,10 @@ class BreastMRIWidget(QWidget):
         self.state.set_findings(findings)
 
     def _show_findings(self, findings: Findings | None) -> None:
-        self.remove_roles("boxes", "mask", "heatmap")
         prebuilt, self._prebuilt = getattr(self, "_prebuilt", None), None
+        if findings is not None and prebuilt is None and self._update_in_place(findings):
+            return
+        self.remove_roles("boxes", "mask", "heatmap")
         if findings is None:
             return
         if prebuilt is not None:
@@ -175,6 +178,25 @@ class BreastMRIWidget(QWidget):
                 self.viewer.add_layer(layer)
         else:
             self.add_tuples(_layers.findings_layers(findings))
+
+    def _update_in_place(self, findings: Findings) -> bool:
+        """Refresh existing boxes/mask layers instead of replacing them (corrections edit often;
+        removing a layer makes napari collect garbage and rebuild its visual: a visible stall)."""
+        boxes, mask = self.layer_with_role("boxes"), self.layer_with_role("mask")
+        heat_names = {lay.name for lay in self.layers_with_role("heatmap")}
+        if boxes is None or (mask is None) != (findings.label_mask is None):
+            return False
+        if heat_names != {_layers.heatmap_name(h) for h in findings.heatmaps}:
+            return False
+        data, kwargs, _ = _layers.boxes_layer(findings.lesions, findings.affine)
+        boxes.data = [(rect, "rectangle") for rect in data]
+        boxes.features = kwargs["features"]
+        if data:
+            boxes.edge_color = kwargs["edge_color"]
+        boxes.refresh_text()
+        if mask is not None:
+            mask.data = np.asarray(findings.label_mask).astype(np.int32)
+        return True
 
     def _update_title(self, *_: Any) -> None:
         study = self.state.study

@@ -40,9 +40,11 @@ def test_edit_a_box_accept_and_undo(dock, store_dir, qtbot):
     assert session.lesion(1).bbox == [z0, y0 + 3, x0 - 2, z1, y1 + 3, x1 - 2]
     assert session.lesion(1).provenance[-1]["who"] == "human"
     # the layer was redrawn from the session: every slice's rectangle moved
-    qtbot.waitUntil(lambda: widget.layer_with_role("boxes") is not boxes, timeout=3000)
     new_boxes = widget.layer_with_role("boxes")
-    assert all(np.isclose(r[:, 1].min(), y0 + 3 - 0.5) for r in new_boxes.data)
+    qtbot.waitUntil(
+        lambda: all(np.isclose(r[:, 1].min(), y0 + 3 - 0.5) for r in new_boxes.data), timeout=3000
+    )
+    assert new_boxes is boxes  # updated in place, not replaced
     widget.sections["Findings"].select_index(0)
     corr.accept()
     assert session.lesion(1).status == "accepted" and session.last_saved is not None
@@ -63,8 +65,14 @@ def test_add_and_delete_boxes_and_paint(dock, store_dir, qtbot):
     qtbot.waitUntil(lambda: len(session.lesions) == 2, timeout=3000)
     added = session.lesions[-1]
     assert added.status == "added" and added.bbox == [2, 30, 5, 7, 40, 15]
-    qtbot.waitUntil(lambda: widget.layer_with_role("boxes") is not boxes, timeout=3000)
-    boxes = widget.layer_with_role("boxes")
+    qtbot.waitUntil(lambda: added.id in set(np.asarray(boxes.features["lesion_id"]).tolist()), timeout=3000)
+    assert (
+        len(boxes.data)
+        == (z1 := added.bbox[3])
+        - added.bbox[0]
+        + (truth["lesions"][0]["bbox"][3] - truth["lesions"][0]["bbox"][0])
+        and z1
+    )
     ids = np.asarray(boxes.features["lesion_id"])
     boxes.selected_data = {int(np.flatnonzero(ids == added.id)[0])}
     boxes.remove_selected()
