@@ -110,7 +110,7 @@ def draw_anatomy(rng: np.random.Generator, shape, spacing) -> AnatomySpec:
         rib_phase_mm=float(rng.uniform(0.0, 30.0)),
         heart_center=(
             float(rng.uniform(-8, 8)),
-            float(chest_y0 + rng.uniform(62, 76)),
+            float(chest_y0 + rng.uniform(80, 92)),
             float(rng.uniform(8, 25)),
         ),
         heart_radii=(float(rng.uniform(36, 46)), float(rng.uniform(34, 42)), float(rng.uniform(40, 52))),

@@ -28,10 +28,10 @@ CLASSES = {"subtype": SUBTYPES, "pcr": PCR, "lymph_node": LYMPH_NODE, "screening
 #: p_pcr / p_node: prior probability of pCR and of positive axillary nodes.
 SUBTYPE_TRAITS: dict[str, dict] = {
     "luminal_a": {
-        "diam": (8.0, 17.0),
+        "diam": (6.0, 12.0),
         "shapes": {"spiculated": 0.65, "irregular": 0.2, "oval": 0.15},
-        "ktrans": (0.24, 0.4),
-        "ve": (0.42, 0.52),
+        "ktrans": (0.12, 0.22),
+        "ve": (0.35, 0.45),
         "vp": (0.01, 0.03),
         "het": (0.08, 0.2),
         "edema": 0.0,
@@ -40,7 +40,7 @@ SUBTYPE_TRAITS: dict[str, dict] = {
         "p_node": 0.2,
     },
     "luminal_b": {
-        "diam": (13.0, 24.0),
+        "diam": (13.0, 20.0),
         "shapes": {"irregular": 0.6, "spiculated": 0.25, "round": 0.15},
         "ktrans": (0.35, 0.6),
         "ve": (0.35, 0.45),
@@ -52,20 +52,20 @@ SUBTYPE_TRAITS: dict[str, dict] = {
         "p_node": 0.45,
     },
     "her2_enriched": {
-        "diam": (18.0, 30.0),
+        "diam": (20.0, 28.0),
         "shapes": {"irregular": 0.6, "oval": 0.25, "round": 0.15},
         "ktrans": (0.8, 1.3),
         "ve": (0.22, 0.3),
         "vp": (0.05, 0.09),
         "het": (0.2, 0.35),
         "edema": 0.35,
-        "satellite": 0.8,
+        "satellite": 0.85,
         "p_pcr": 0.55,
         "p_node": 0.5,
     },
     "triple_negative": {
-        "diam": (22.0, 38.0),
-        "shapes": {"rim": 0.8, "round": 0.1, "oval": 0.1},
+        "diam": (28.0, 40.0),
+        "shapes": {"rim": 0.85, "round": 0.075, "oval": 0.075},
         "ktrans": (0.9, 1.4),
         "ve": (0.22, 0.3),
         "vp": (0.04, 0.08),
@@ -78,7 +78,7 @@ SUBTYPE_TRAITS: dict[str, dict] = {
 }
 SUBTYPE_PRIOR = [0.3, 0.25, 0.2, 0.25]
 #: share of cancers whose morphology is drawn from another subtype (label noise in the image)
-MORPHOLOGY_SWAP = 0.12
+MORPHOLOGY_SWAP = 0.08
 #: share of luminal A cancers with a persistent (benign-looking) curve: a documented exception
 LUMINAL_A_PERSISTENT = 0.25
 #: share of benign masses with a plateau/washout curve (vascular fibroadenoma, papilloma)
