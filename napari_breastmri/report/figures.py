@@ -64,10 +64,10 @@ def _draw_mask(ax, mask2d: np.ndarray | None) -> None:
         ax.contour(mask2d.astype(float), levels=[0.5], colors=[MASK_COLOUR], linewidths=1.2)
 
 
-def _draw_heatmap(ax, heat2d: np.ndarray | None) -> None:
+def _draw_heatmap(ax, heat2d: np.ndarray | None, aspect: float = 1.0) -> None:
     if heat2d is not None and np.nanmax(heat2d) > 0:
         shown = np.ma.masked_less(heat2d, 0.2)
-        ax.imshow(shown, cmap="jet", vmin=0, vmax=1, alpha=0.45, interpolation="nearest")
+        ax.imshow(shown, cmap="jet", vmin=0, vmax=1, alpha=0.45, interpolation="nearest", aspect=aspect)
 
 
 def _zoom_window(
@@ -129,7 +129,7 @@ def lesion_key_image(
     for ax, (img, title, m2, h2, zoom) in zip(axes, panels):
         lo, hi = _window(img if zoom is None else img[zoom[0] : zoom[1], zoom[2] : zoom[3]])
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(study), interpolation="nearest")
-        _draw_heatmap(ax, h2)
+        _draw_heatmap(ax, h2, _aspect(study))
         _draw_mask(ax, m2)
         _draw_box(ax, lesion.bbox, label=None if zoom else f"L{lesion.id}")
         if zoom is not None:
@@ -142,17 +142,35 @@ def lesion_key_image(
     return _png(fig)
 
 
-def overview_mip(study: Study, subtraction: np.ndarray, sub_label: str, lesions: Sequence[Lesion]) -> bytes:
-    """The subtraction MIP with every reported lesion's box: where to look first."""
+def overview_mip(
+    study: Study,
+    subtraction: np.ndarray,
+    sub_label: str,
+    lesions: Sequence[Lesion],
+    heatmap: Heatmap | None = None,
+) -> bytes:
+    """The subtraction MIP with every reported lesion's box (where to look first); with a heatmap,
+    a second panel shows its maximum projection over the same MIP (what a case-level model used)."""
     mip = subtraction.max(axis=0)
-    fig = _figure(6, 5)
-    ax = fig.subplots()
+    heat = None
+    if heatmap is not None and np.asarray(heatmap.data).shape == study.shape:
+        heat = np.asarray(heatmap.data).max(axis=0)
+    fig = _figure(6 if heat is None else 11, 5)
+    axes = fig.subplots(1, 1 if heat is None else 2)
+    axes = [axes] if heat is None else list(axes)
     lo, hi = _window(mip)
-    ax.imshow(mip, cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(study), interpolation="nearest")
-    for les in lesions:
-        _draw_box(ax, les.bbox, label=f"L{les.id}")
-    ax.set_title(f"MIP of {sub_label}, {len(lesions)} lesion(s)", fontsize=10)
-    ax.set_axis_off()
+    for i, ax in enumerate(axes):
+        ax.imshow(mip, cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(study), interpolation="nearest")
+        for les in lesions:
+            _draw_box(ax, les.bbox, label=f"L{les.id}")
+        ax.set_axis_off()
+        if i == 0:
+            ax.set_title(f"MIP of {sub_label}, {len(lesions)} lesion(s)", fontsize=10)
+        else:
+            _draw_heatmap(ax, heat, _aspect(study))
+            ax.set_title(
+                f"{heatmap.method} for {heatmap.target} ({heatmap.model}), max over slices", fontsize=9
+            )
     return _png(fig)
 
 

@@ -119,6 +119,13 @@ def _heatmap_for(findings: Findings, les: Lesion) -> Heatmap | None:
     return usable[0] if usable else None
 
 
+def _first_heatmap(findings: Findings) -> Heatmap | None:
+    for h in findings.heatmaps:
+        if h.data is not None and np.asarray(h.data).shape == tuple(findings.shape):
+            return h
+    return None
+
+
 def _cards(models: list[ModelRun]) -> dict[str, Any]:
     """The model cards of the runs, read from the registry (missing cards are simply absent)."""
     out: dict[str, Any] = {}
@@ -389,7 +396,11 @@ def write_report(
     body.append(_study_section(study, redact))
     body.append("<h2>Overview</h2>")
     body.append(
-        images.add("overview_mip", figures.overview_mip(study, sub, sub_label, reported), "overview MIP")
+        images.add(
+            "overview_mip",
+            figures.overview_mip(study, sub, sub_label, reported, _first_heatmap(findings)),
+            "overview MIP",
+        )
     )
     body.append(f"<h2>Lesions ({len(reported)})</h2>")
     if not reported:
