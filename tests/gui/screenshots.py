@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = dock.sections["Explain"]
     if findings.models:
         runs = [ex.model.itemData(i) for i in range(ex.model.count())]
-        pick = next((i for i, r in enumerate(runs) if r.task == "classify" and r.target == "subtype"), 0)
+        pick = next((i for i, r in enumerate(runs) if r.task in ("segment", "detect")), 0)
         ex.model.setCurrentIndex(pick)
         jobs = ex.run()
         for job in jobs:
