@@ -30,7 +30,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_explain_cli_writes_heatmaps_json_and_figures(tmp_path: Path, package: Path, monkeypatch: pytest.MonkeyPatch):
+def test_explain_cli_writes_heatmaps_json_and_figures(
+    tmp_path: Path, package: Path, monkeypatch: pytest.MonkeyPatch
+):
     from napari_breastmri import cli
     from napari_breastmri.explain import cli as explain_cli
     from napari_breastmri.io.nifti import load_volume
@@ -44,7 +46,11 @@ def test_explain_cli_writes_heatmaps_json_and_figures(tmp_path: Path, package: P
     doc = json.loads((out / "explain.json").read_text())
     assert [h["method"] for h in doc["heatmaps"]] == ["gradcam", "layercam"]
     for entry in doc["heatmaps"]:
-        assert entry["layer"] == "block4" and entry["model"].startswith("demo-subtype@") and entry["demo"] is True
+        assert (
+            entry["layer"] == "block4"
+            and entry["model"].startswith("demo-subtype@")
+            and entry["demo"] is True
+        )
         assert set(entry["phase_attribution"]) == {"pre", "sub1", "sub_last"}
         assert "pointing_hit" in entry["scores"] and "lesion" in entry["kinetics_share"]
         assert entry["reading"].endswith(".") and entry["target"].startswith("subtype=")
@@ -54,13 +60,26 @@ def test_explain_cli_writes_heatmaps_json_and_figures(tmp_path: Path, package: P
         assert (out / entry["file"].replace(".nii.gz", ".png")).stat().st_size > 1000
 
 
-def test_explain_cli_rejects_an_unknown_layer(tmp_path: Path, package: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+def test_explain_cli_rejects_an_unknown_layer(
+    tmp_path: Path, package: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
     from napari_breastmri import cli
     from napari_breastmri.explain import cli as explain_cli
     from napari_breastmri.phantom import generate_case
 
     case = generate_case(4, shape=(16, 64, 64), spacing=(3.0, 1.6, 1.6))
     monkeypatch.setattr(explain_cli, "_load", lambda args: (case.study, None))
-    argv = ["explain", "case", "--out", str(tmp_path), "--model", str(package), "--layer", "nope", "--scores", "none"]
+    argv = [
+        "explain",
+        "case",
+        "--out",
+        str(tmp_path),
+        "--model",
+        str(package),
+        "--layer",
+        "nope",
+        "--scores",
+        "none",
+    ]
     assert cli.main([*argv, "--device", "cpu"]) == 2
     assert "no layer named 'nope'" in capsys.readouterr().err
