@@ -94,6 +94,7 @@ def run() -> str:
     m_ours, m_monai = (statistics.median(t[0] for t in ts) for ts in (t_ours, t_monai))
     c_ours, c_monai = (statistics.median(t[1] for t in ts) for ts in (t_ours, t_monai))
     ratio, c_ratio = m_ours / m_monai, c_ours / c_monai
+    min_ratio = min(t[1] for t in t_ours) / min(t[1] for t in t_monai)
     load = os.getloadavg()[0]
     n_windows = int(
         np.prod([max(1, -(-(s - r) // max(1, int(r * (1 - ov)))) + 1) for s, r in zip(x.shape[1:], roi)])
@@ -112,7 +113,8 @@ def run() -> str:
         f"| sliding window, ours (median of {N_REPEAT}): wall / CPU | {m_ours:.2f} s / {c_ours:.2f} s | |\n"
         f"| plain MONAI `sliding_window_inference`: wall / CPU | {m_monai:.2f} s / {c_monai:.2f} s | |\n"
         f"| **ratio ours / MONAI**, wall | **{ratio:.2f}** | <= 1.1 |\n"
-        f"| **ratio ours / MONAI**, CPU time | **{c_ratio:.2f}** | <= 1.1 |\n"
+        f"| **ratio ours / MONAI**, CPU time (medians) | **{c_ratio:.2f}** | <= 1.1 |\n"
+        f"| **ratio ours / MONAI**, CPU time (best runs, timeit's estimator under noise) | **{min_ratio:.2f}** | <= 1.1 |\n"
         f"| max abs difference of the blended logits | {diff:.2e} | equal |\n\n"
         f"Single runs (CPU s), ours: {', '.join(f'{t[1]:.2f}' for t in t_ours)}; "
         f"MONAI: {', '.join(f'{t[1]:.2f}' for t in t_monai)}. The two loops do the same work (same windows, "
