@@ -16,7 +16,7 @@ demo: setup
 		$(PY) -m napari_breastmri.cli view --demo; \
 	else \
 		echo "No display: running the same analysis headless into $(OUT)/"; \
-		$(PY) -m napari_breastmri.cli analyze --demo --out $(OUT); \
+		$(PY) -m napari_breastmri.cli analyze --demo --report --out $(OUT); \
 	fi
 
 # The whole suite: lint, import contracts, unit, integration, peers, and GUI tests in a real
