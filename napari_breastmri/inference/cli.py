@@ -103,25 +103,10 @@ def _load_path(case: Path) -> Study:
 
 
 def _case_truth(case: Path, study: Study) -> tuple[dict | None, np.ndarray | None]:
-    """A phantom case folder's truth.json and label mask (resampled to the study grid), if any."""
-    folder = case if case.is_dir() else case.parent
-    tj = folder / "truth.json"
-    if not tj.is_file():
-        return None, None
-    truth = json.loads(tj.read_text(encoding="utf-8"))
-    mask_file = (truth.get("files") or {}).get("mask") or truth.get("label_file")
-    candidates = [folder / str(mask_file)] if mask_file else []
-    candidates += sorted(folder.glob("*label*.nii*")) + sorted(folder.glob("*mask*.nii*"))
-    for path in candidates:
-        if path.is_file():
-            from ..geometry import resample_to_grid, same_grid
-            from ..io.nifti import load_volume
+    """A phantom case folder's truth.json and label mask on the study grid (io.export's reader)."""
+    from ..io.export import load_case_truth
 
-            vol, aff = load_volume(path)
-            if not same_grid(aff, study.affine, vol.shape, study.shape):
-                vol = resample_to_grid(vol, aff, study.affine, study.shape, order=0)
-            return truth, np.rint(vol).astype(np.int32)
-    return truth, None
+    return load_case_truth(case, study)
 
 
 def compare_to_truth(findings: Findings, truth: dict, truth_labels: np.ndarray | None) -> dict[str, Any]:

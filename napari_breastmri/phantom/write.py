@@ -35,19 +35,15 @@ from typing import Any
 import numpy as np
 
 from .. import _atomic
+from ..io.export import DUKE_COLUMNS
 from ..types import DEMO_LABEL, Progress
 from .case import ORIENTATIONS, PhantomCase, generate_case, reorient
 from .case import uid_root_seed as _root
 
 DICOM_LAYOUTS = ("series-per-phase", "single-series", "enhanced")
+#: the Duke Annotation_Boxes.csv columns (the exporter's convention), then the phantom's extras
 BOX_COLUMNS = [
-    "Patient ID",
-    "Start Row",
-    "End Row",
-    "Start Column",
-    "End Column",
-    "Start Slice",
-    "End Slice",
+    *DUKE_COLUMNS,
     "Lesion ID",
     "Type",
     "Shape",
