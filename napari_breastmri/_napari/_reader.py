@@ -11,62 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ._layers import LayerDataTuple, study_layers, truth_layers
 
 PathLike = str | os.PathLike
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 #: how many files a folder check may look at before giving up (keeps get_reader instant)
 MAX_PEEK = 64
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI_SUFFIXES)
-
-
-def _is_dicom_file(path: Path) -> bool:
-    """True for a DICOM Part 10 file (preamble + "DICM") or a file with a DICOM suffix."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _folder_has_images(folder: Path) -> bool:
-    """A folder we handle holds DICOM or NIfTI files (possibly one or two levels down)."""
-    seen = 0
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        if Path(root).relative_to(folder).parts.__len__() > 2:
-            dirs[:] = []
-            continue
-        for name in sorted(files):
-            seen += 1
-            if seen > MAX_PEEK:
-                return False
-            path = Path(root) / name
-            if _is_nifti(path) or _is_dicom_file(path):
-                return True
-    return False
-
-
 def handles(path: PathLike | Sequence[PathLike]) -> bool:
-    """Whether this plugin reads ``path`` (a file, a folder, or a list of files)."""
-    if isinstance(path, (list, tuple)):
-        return bool(path) and all(handles(p) for p in path)
-    p = Path(os.fspath(path))
-    if p.is_dir():
-        return _folder_has_images(p)
-    if not p.is_file():
-        return False
-    return _is_nifti(p) or _is_dicom_file(p)
+    """Whether this plugin reads ``path``: the io layer's own answer, so reader and loader agree."""
+    from ..io import can_read
+
+    return can_read(path, max_files=MAX_PEEK)
 
 
 def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerDataTuple]] | None:
