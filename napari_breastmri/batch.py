@@ -133,14 +133,14 @@ def analyze_case(case: str, out_dir: Path, options: dict[str, Any]) -> dict[str,
     """
     import torch
 
-    from .inference.cli import _packages, write_outputs
+    from .inference.cli import resolve_packages, write_outputs
     from .inference.pipeline import analyze
     from .io import load_study
     from .io.export import load_case_truth
 
     torch.set_num_threads(int(options.get("threads", 1)))
     study = load_study(case)
-    pkgs = _packages(options.get("models"))
+    pkgs = resolve_packages(options.get("models"))
     findings = progress.run(
         analyze(study, pkgs, device=options.get("device", "cpu"), explain=options.get("explain"))
     )

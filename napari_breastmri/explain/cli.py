@@ -79,10 +79,11 @@ def _load(args: argparse.Namespace):
         from ..errors import UnsupportedInput
 
         raise UnsupportedInput("Give a CASE to explain, or --demo for the synthetic phantom case.")
-    from ..inference.cli import _case_truth, _load_path
+    from ..inference.cli import load_case
+    from ..io.export import load_case_truth
 
-    study = _load_path(Path(args.case))
-    _, labels = _case_truth(Path(args.case), study)
+    study = load_case(Path(args.case))
+    _, labels = load_case_truth(Path(args.case), study)
     return study, labels
 
 

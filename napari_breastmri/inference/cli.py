@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_DEMO_SEED, help="phantom seed for --demo")
 
 
-def _packages(names: list[str] | None) -> list[Any]:
+def resolve_packages(names: list[str] | None) -> list[Any]:
+    """The packages to run: the named ones (registry names or paths), else every installed one."""
     from ..models import registry
     from ..models.package import load_package
 
@@ -76,13 +77,15 @@ def _load_case(
     if not args.case:
         raise ModelPackageError("Give a CASE to analyse, or --demo for the synthetic phantom case.")
 
-    study = _load_path(Path(args.case))
-    follow = _load_path(Path(args.follow_up)) if args.follow_up else None
-    truth, labels = _case_truth(Path(args.case), study)
+    study = load_case(Path(args.case))
+    follow = load_case(Path(args.follow_up)) if args.follow_up else None
+    from ..io.export import load_case_truth
+
+    truth, labels = load_case_truth(Path(args.case), study)
     return study, follow, truth, labels
 
 
-def _load_path(case: Path) -> Study:
+def load_case(case: Path) -> Study:
     """io.load_study, plus the phantom's case-folder layout (truth.json naming dicom/ and nifti/)."""
     from ..errors import UnsupportedInput
     from ..io import load_study
@@ -100,13 +103,6 @@ def _load_path(case: Path) -> Study:
             if isinstance(entry, list) and entry:
                 return load_study([case / e for e in entry])
         raise
-
-
-def _case_truth(case: Path, study: Study) -> tuple[dict | None, np.ndarray | None]:
-    """A phantom case folder's truth.json and label mask on the study grid (io.export's reader)."""
-    from ..io.export import load_case_truth
-
-    return load_case_truth(case, study)
 
 
 def compare_to_truth(findings: Findings, truth: dict, truth_labels: np.ndarray | None) -> dict[str, Any]:
@@ -168,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import progress
     from .pipeline import analyze
 
-    pkgs = _packages(args.models)
+    pkgs = resolve_packages(args.models)
     need_follow = any(p.card.needs_follow_up for p in pkgs)
     study, follow, truth, truth_labels = _load_case(args, need_follow)
     explain = None if args.no_explain else args.explain_method
