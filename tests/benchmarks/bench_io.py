@@ -29,7 +29,8 @@ SHAPE = (6, 160, 512, 512)
 REPEATS = 3
 ROOT = Path(__file__).resolve().parents[2]
 
-_OURS = """
+#: measuring helpers shared by the child scripts (peak memory of the child itself, CPU time)
+_PRELUDE = """
 import json, resource, sys, time
 def peak_mb():
     # VmHWM belongs to this process image; ru_maxrss would inherit the parent's peak across fork+exec
@@ -43,6 +44,9 @@ def peak_mb():
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+"""
+
+_OURS = _PRELUDE + """
 t0 = time.perf_counter()
 from napari_breastmri.io import load_study
 t1, c1 = time.perf_counter(), cpu()
@@ -53,21 +57,8 @@ print(json.dumps({"seconds": t2 - t1, "cpu_s": c2 - c1, "import_s": t1 - t0,
                   "peak_mb": peak_mb()}))
 """
 
-_SITK = """
-import json, resource, sys, time
-def peak_mb():
-    # VmHWM belongs to this process image; ru_maxrss would inherit the parent's peak across fork+exec
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+_SITK = _PRELUDE + """
 import numpy as np
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 t0 = time.perf_counter()
 import SimpleITK as sitk
 t1, c1 = time.perf_counter(), cpu()
