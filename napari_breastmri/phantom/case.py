@@ -48,6 +48,8 @@ N_BINS = 8  # Ktrans heterogeneity levels per lesion
 K_LO, K_HI = 0.2, 2.0
 #: early-phase enhancement (fraction) that counts a lesion voxel as enhancing (I-SPY FTV's 70 %)
 ENHANCING_PE = 0.7
+#: 26-connectivity, the neighbourhood of kinetics.ftv's connectivity filter
+CONNECT26 = np.ones((3, 3, 3), dtype=bool)
 INVENTED_NAMES = ["PHANTOM^ADA", "SYNTHETIC^BEA", "MODEL^CLEO", "DEMO^DORA", "FICTIVE^EVA", "PHANTOM^FAYE"]
 #: ~ relative SPGR signal of glandular tissue before contrast; sets the image scale
 GLAND_REF = 0.028
@@ -63,6 +65,8 @@ class PhantomCase:
     truth: dict[str, Any]
     follow_up: PhantomCase | None = None
     tissue: np.ndarray | None = None  # (z, y, x) uint8 tissue classes (anatomy.TISSUE_NAMES, 7 = FGT > 50 %)
+    #: (z, y, x) int16: the voxels truth["lesions"][i - 1]["enhancing_volume_ml"] counts have value i
+    enhancing_mask: np.ndarray | None = None
 
     @property
     def case_id(self) -> str:
@@ -554,12 +558,13 @@ C_NODE, C_NODE_POS, C_EDEMA, C_NECROSIS = N_BASE + 1, N_BASE + 2, N_BASE + 3, N_
 C_LESION0 = N_BASE + 5
 
 
-def _paint(g, oidx, r, comp):
-    """Write an overlay where it is denser than what is there (painter's rule)."""
+def _paint(g, oidx, r, comp) -> np.ndarray:
+    """Write an overlay where it is denser than what is there (painter's rule); return where it won."""
     gb, ob = g[r.box], oidx[r.box]
     win = r.frac > gb
     gb[win] = r.frac[win]
     ob[win] = comp[win] if isinstance(comp, np.ndarray) else comp
+    return win
 
 
 def _core_index(label: np.ndarray, i: int, box, core: np.ndarray):
@@ -585,6 +590,7 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     g = np.zeros(shape, dtype=np.float32)
     oidx = np.zeros(shape, dtype=np.int16)
     label = np.zeros(shape, dtype=np.int16)
+    owner = np.zeros(shape, dtype=np.int16)  # lesion i's signal is in the voxel (its share > 0)
     in_body = anatomy.base != 0
     for node in spec.nodes:
         r = rasterise_node(node, shape, spacing)
@@ -602,7 +608,7 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
         comp = (C_LESION0 + (i - 1) * N_BINS + bins).astype(np.int16)
         if r.necrosis is not None:
             comp = np.where(r.necrosis > 0.5, np.int16(C_NECROSIS), comp)
-        _paint(g, oidx, r, comp)
+        owner[r.box][_paint(g, oidx, r, comp)] = i  # a later lesion takes the voxels it wins
         lb = label[r.box]
         lb[r.frac >= 0.5] = i
         cores.append((r.box, (r.frac >= 0.85) & (lb == i)))
@@ -618,7 +624,7 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
     lesion_idx = [_core_index(label, i, box, core) for i, (box, core) in enumerate(cores, start=1)]
     clean_curves = np.zeros((len(spec.lesions), n_ph))
     early = P.early_phase(spec.timing)
-    pe_maps: dict[int, np.ndarray] = {}
+    pe_maps: dict[int, np.ndarray] = {}  # lesion index -> noise-free PE over its raster box
     shifts = []
     # Sparse mixing: only glandular and overlay voxels change from the base tissue's value (a
     # dense mix would compute sig + 0 * (...) everywhere else and give the same numbers).
@@ -643,9 +649,9 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
         for i, ix in enumerate(lesion_idx):
             clean_curves[i, p] = float(sig[ix].mean())
             if p == 0:
-                pe_maps[i] = sig[ix].copy()
+                pe_maps[i] = sig[rasters[i].box].copy()
             elif p == early:
-                pe_maps[i] = (sig[ix] - pe_maps[i]) / np.maximum(pe_maps[i], 1e-3)
+                pe_maps[i] = (sig[rasters[i].box] - pe_maps[i]) / np.maximum(pe_maps[i], 1e-3)
         if spec.motion_mm > 0 and p > 0:
             rs = np.random.default_rng(np.random.SeedSequence([spec.noise_seed, p]))
             shift = rs.normal(0.0, spec.motion_mm / 2.0, 3) / np.asarray(spacing)
@@ -661,10 +667,33 @@ def render_case(spec: CaseSpec, anatomy: Anatomy) -> PhantomCase:
         np.square(noise, out=noise)
         flat += noise
         np.sqrt(flat, out=flat)
-    enhancing = {i: int((pe >= ENHANCING_PE).sum()) for i, pe in pe_maps.items()}
+    enh_mask = _enhancing_truth(pe_maps, rasters, owner, label)
     tissue = anatomy.base.copy()
     tissue[fgt > 0.5] = N_BASE
-    return _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts)
+    return _assemble(spec, data, label, tissue, clean_curves, enh_mask, shifts)
+
+
+def _enhancing_truth(pe_maps: dict[int, np.ndarray], rasters: list, owner: np.ndarray, label: np.ndarray):
+    """Each lesion's true enhancing voxels: what an ideal FTV finds on the noise-free study.
+
+    The ACRIN 6657 / I-SPY FTV rule (early-phase PE >= 70 %, connected) applied to the noise-free
+    signal (partial-volume mixing included, before motion and noise), restricted to the lesion's
+    own voxels (its label, or a partial-volume share > 0 in a voxel no other lesion took), keeping
+    the 26-connected parts that touch its label. Why not only the core: an edge voxel that is half
+    lesion still enhances >= 70 % beside a strongly enhancing lesion, and a measured FTV counts it.
+    """
+    from scipy import ndimage
+
+    out = np.zeros(label.shape, dtype=np.int16)
+    for i, pe in pe_maps.items():
+        r, k = rasters[i], i + 1
+        lab, own_by = label[r.box] == k, owner[r.box]
+        own = lab | ((r.frac > 0) & ((own_by == 0) | (own_by == k)))
+        enh = own & (pe >= ENHANCING_PE)
+        parts, _ = ndimage.label(enh, structure=CONNECT26)
+        touching = np.unique(parts[enh & lab])
+        out[r.box][np.isin(parts, touching[touching > 0])] = k
+    return out
 
 
 def _orient(arr: np.ndarray, orientation: str, lead: int = 0) -> np.ndarray:
@@ -696,10 +725,12 @@ def study_affine(shape, spacing, orientation: str) -> np.ndarray:
     return canon @ m
 
 
-def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> PhantomCase:
+def _assemble(spec, data, label, tissue, clean_curves, enh_mask, shifts) -> PhantomCase:
     o = spec.orientation
     data = _orient(data, o, lead=1)
     label = _orient(label, o)
+    enh_mask = _orient(enh_mask, o)
+    n_enh = np.bincount(enh_mask.ravel(), minlength=len(spec.lesions) + 1)
     tissue = _orient(tissue, o)
     affine = study_affine(spec.shape, spec.spacing, o)
     vox_ml = float(abs(np.linalg.det(affine[:3, :3])) / 1000.0)
@@ -775,7 +806,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
                 },
                 "diameter_mm": round(les.diameter, 3),
                 "volume_ml": round(n_vox * vox_ml, 5),
-                "enhancing_volume_ml": round(enhancing.get(i - 1, 0) * vox_ml, 5),
+                "enhancing_volume_ml": round(int(n_enh[i]) * vox_ml, 5),
                 "center_zyx": center,
                 "mean_curve": [round(float(v), 3) for v in clean_curves[i - 1]],
             }
@@ -819,7 +850,7 @@ def _assemble(spec, data, label, tissue, clean_curves, enhancing, shifts) -> Pha
         "follow_up": None,
         "baseline": spec.case_id.removesuffix("_fu") if spec.exam == "follow_up" else None,
     }
-    return PhantomCase(study=study, label_mask=label, truth=truth, tissue=tissue)
+    return PhantomCase(study=study, label_mask=label, truth=truth, tissue=tissue, enhancing_mask=enh_mask)
 
 
 def lesion_geometry(label: np.ndarray, n: int) -> list[tuple[list[int], list[float], int]]:
@@ -888,7 +919,10 @@ def reorient(case: PhantomCase, orientation: str) -> PhantomCase:
     ]
     fu = reorient(case.follow_up, orientation) if case.follow_up is not None else None
     tissue = move(case.tissue) if case.tissue is not None else None
-    return PhantomCase(study=study, label_mask=label, truth=truth, follow_up=fu, tissue=tissue)
+    enh = move(case.enhancing_mask) if case.enhancing_mask is not None else None
+    return PhantomCase(
+        study=study, label_mask=label, truth=truth, follow_up=fu, tissue=tissue, enhancing_mask=enh
+    )
 
 
 __all__ = ["PhantomCase", "generate_case", "study_affine", "uid_from", "grid_coords"]

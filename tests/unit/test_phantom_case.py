@@ -23,6 +23,7 @@ def test_same_seed_same_case_and_other_seed_differs(case5) -> None:
     again = generate_case(5, **SMALL)
     np.testing.assert_array_equal(case5.study.data, again.study.data)
     np.testing.assert_array_equal(case5.label_mask, again.label_mask)
+    np.testing.assert_array_equal(case5.enhancing_mask, again.enhancing_mask)
     assert case5.truth == again.truth
     assert case5.study.study_uid == again.study.study_uid
     other = generate_case(6, **SMALL)
@@ -54,7 +55,9 @@ def test_bbox_is_the_tight_box_of_each_lesion_mask(case5) -> None:
         # tight: every face of the box touches the lesion
         assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, :, -1].any()
         assert les["volume_ml"] == pytest.approx(inside.sum() * case5.study.voxel_volume_ml, rel=1e-3)
-        assert 0 < les["enhancing_volume_ml"] <= les["volume_ml"] + 1e-9
+        # the enhancing truth counts voxels, edge included: its mask and its volume agree
+        n_enh = (case5.enhancing_mask == les["id"]).sum()
+        assert les["enhancing_volume_ml"] == pytest.approx(n_enh * case5.study.voxel_volume_ml, rel=1e-3)
 
 
 def test_index_cancer_washes_out_and_enhances(case5) -> None:
@@ -140,3 +143,44 @@ def test_follow_up_carries_the_response_signature() -> None:
     assert c.truth["follow_up"]["case_id"] == c.follow_up.case_id
     np.testing.assert_allclose(c.follow_up.study.affine, c.study.affine)
     assert c.follow_up.truth["labels"] == c.truth["labels"]
+
+
+def test_enhancing_truth_is_an_ideal_ftv_on_the_noise_free_study() -> None:
+    """truth enhancing_volume_ml: noise-free PE >= 70 % at the early phase, the lesion's own voxels, connected.
+
+    Rendered again without noise (same spec, SNR 1e9), the enhancing mask must be exactly the
+    voxels near the lesion whose PE reaches 70 %: every masked voxel does, every label voxel that
+    does is masked (when connected), and the mask reaches past the label into the partial-volume
+    edge, which the former core-only truth left out.
+    """
+    import dataclasses
+
+    from scipy import ndimage
+
+    from napari_breastmri.kinetics import phase_indices
+    from napari_breastmri.phantom.case import render_case
+
+    spec, anatomy = draw_case(
+        2, (32, 128, 128), (3.0, 1.6, 1.6), "axial", "conventional", 3, None, False, None
+    )
+    clean = render_case(dataclasses.replace(spec, snr=1e9), anatomy)
+    noisy = render_case(spec, anatomy)
+    assert noisy.truth["lesions"] == clean.truth["lesions"]  # the truth does not depend on the noise
+    np.testing.assert_array_equal(noisy.enhancing_mask, clean.enhancing_mask)
+    d = clean.study.data
+    _, early, _ = phase_indices(clean.study.times)
+    pe = (d[early] - d[0]) / np.maximum(d[0], 1e-3)
+    beyond_label = 0
+    for les in clean.truth["lesions"]:
+        i = les["id"]
+        enh, lab = clean.enhancing_mask == i, clean.label_mask == i
+        assert enh.any() and np.all(pe[enh] >= 0.7 - 1e-4), les["diagnosis"]
+        near = ndimage.binary_dilation(lab, np.ones((3, 3, 3), bool), iterations=2)
+        assert not np.any(enh & ~near)  # the lesion's own voxels only: label and its edge
+        parts, _ = ndimage.label(enh, np.ones((3, 3, 3), bool))
+        assert set(np.unique(parts[enh])) == set(np.unique(parts[enh & lab]))  # each part touches the label
+        # a label voxel that enhances and touches the mask is in it (nothing connected left out)
+        touches = ndimage.binary_dilation(enh, np.ones((3, 3, 3), bool))
+        assert not np.any(lab & (pe >= 0.7 + 1e-4) & ~enh & touches)
+        beyond_label += int((enh & ~lab).sum())
+    assert beyond_label > 0
