@@ -63,17 +63,18 @@ class _Cached:
     def __init__(self, pkg: Any) -> None:
         self.pkg, self.card, self.path = pkg, pkg.card, pkg.path
         self._net: Any = None
-        self._inputs: dict[int, Any] = {}
+        self._inputs: dict[Any, Any] = {}
 
     def build(self, device: Any = "cpu") -> Any:
         if self._net is None:
             self._net = self.pkg.build("cpu")
         return self._net
 
-    def prepare_input(self, study: Any, follow_up: Any = None) -> Any:
-        key = id(study)
+    def prepare_input(self, study: Any, follow_up: Any = None, roi_centre: Any = None) -> Any:
+        key = (id(study), None if roi_centre is None else tuple(np.round(roi_centre, 3)))
         if key not in self._inputs:
-            self._inputs = {key: self.pkg.prepare_input(study, follow_up)}
+            args = (study, follow_up) if roi_centre is None else (study, follow_up, roi_centre)
+            self._inputs = {key: self.pkg.prepare_input(*args)}
         x, affine = self._inputs[key]
         return x.clone(), affine
 
@@ -118,12 +119,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         res["cases"].append(
             {"seed": seed, "subtype": case.truth["labels"]["subtype"], "lesions": len(case.truth["lesions"])}
         )
+        # the detector's findings first: a classifier that reads the index lesion's region needs them
+        findings = progress.run(analyze(study, [det.pkg], device="cpu")) if det is not None else None
         for method in args.methods:
             ex = progress.run(
                 explain_study(
                     study,
                     clf,
-                    None,
+                    findings,
                     method=method,
                     layer=args.classifier_layer,
                     scores="fast" if method == "gradcam" else "none",
@@ -131,6 +134,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     keep=True,
                 )
             )
+            if ex is None:  # no lesion found for a region-reading classifier: nothing pointed at
+                res["pointing"]["classifier"][method].append(0.0)
+                continue
             res["pointing"]["classifier"][method].append(ex.heatmap.scores["pointing_hit"])
             if method == "gradcam":
                 res["phase"].append(ex.heatmap.phase_attribution)
@@ -156,7 +162,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if det is None:
             _log(f"case {seed} done in {time.perf_counter() - t0:.0f} s")
             continue
-        findings = progress.run(analyze(study, [det.pkg], device="cpu"))
+        assert findings is not None
         res["cases"][-1]["detections"] = len(findings.lesions)
         for method in args.methods:
             for kind, target in (("segmentation", None), ("box", "box")):

@@ -230,7 +230,19 @@ def explain_study(
     card = pkg.card
     dev = _device(device)
     model = pkg.build(dev)
-    x, m_affine = pkg.prepare_input(study)
+    if card.needs_lesion:
+        # the same region analyze read: around the index lesion of these findings
+        from ..inference.pipeline import lesion_roi_centre
+
+        empty = Findings(shape=study.shape, affine=np.array(study.affine))
+        centre, note = lesion_roi_centre(findings if findings is not None else empty, study)
+        if centre is None:
+            if findings is not None:
+                findings.warnings.append(f"No heatmap for {card.label}: {note}")
+            return None
+        x, m_affine = pkg.prepare_input(study, None, centre)
+    else:
+        x, m_affine = pkg.prepare_input(study)
     x = x.detach().clone().float()
     yield Progress("explain", 0.15, "choosing the target")
     tgt, target_desc, centre, study_lesion = _resolve_target(

@@ -121,12 +121,20 @@ def run_package(
     follow_up: Study | None = None,
     should_cancel: Callable[[], bool] | None = None,
     first_id: int = 1,
+    roi_centre: Sequence[float] | None = None,
 ) -> Generator[Progress, None, tuple[list[Lesion], np.ndarray | None, CasePrediction | None, ModelRun]]:
-    """One package on one study: (lesions, label map or None, case prediction or None, ModelRun)."""
+    """One package on one study: (lesions, label map or None, case prediction or None, ModelRun).
+
+    ``roi_centre`` (world LPS mm) is the index lesion's centre, for cards that read a region
+    around it (``inputs.roi``).
+    """
     card = pkg.card
     start = time.perf_counter()
     yield Progress(card.name, 0.0, "preparing input")
-    x, model_affine = pkg.prepare_input(study, follow_up)
+    if card.needs_lesion:
+        x, model_affine = pkg.prepare_input(study, follow_up, roi_centre)
+    else:
+        x, model_affine = pkg.prepare_input(study, follow_up)
     _check_cancel(should_cancel)
     net = pkg.build("cpu")
     who = f"model:{card.label}"
@@ -203,6 +211,28 @@ def run_package(
     return lesions, labels, pred, run
 
 
+def lesion_roi_centre(findings: Findings, study: Study) -> tuple[np.ndarray | None, str]:
+    """The index lesion's centre (world LPS mm) for region-reading models, and a note naming it.
+
+    The same rule serves analyze and the explanations (which must read the same region):
+    the largest lesion nobody rejected. With no lesion the centre is None and the note says why.
+    """
+    from .preprocess import box_centre_world, index_lesion
+
+    lesion = index_lesion(findings.lesions)
+    if lesion is None:
+        return None, (
+            "it reads the region around the index lesion and no lesion was found; run a lesion "
+            "detector first or add the lesion by hand."
+        )
+    return box_centre_world(lesion.bbox, study.affine), f"lesion {lesion.id} (the largest)"
+
+
+def _roi_text(pkg: ModelPackage) -> str:
+    size = pkg.card.inputs.roi["size_mm"] if pkg.card.inputs.roi else []
+    return " x ".join(f"{v:g}" for v in size) + " mm"
+
+
 def _merge_labels(findings: Findings, labels: np.ndarray) -> None:
     """Add a package's label map; where an earlier package already labelled a voxel, it keeps it."""
     if findings.label_mask is None:
@@ -249,16 +279,30 @@ def analyze(
             runnable.append(pkg)
     if not runnable and problems:
         raise problems[0]
+    # lesion finders first: models that read the index lesion's region need their lesions
+    runnable.sort(key=lambda p: 0 if p.card.task in ("segment", "detect") else 1)
     n = max(1, len(runnable))
     span = 0.8 if explain else 1.0
     next_id = 1
     for k, pkg in enumerate(runnable):
         _check_cancel(should_cancel)
+        centre = None
+        if pkg.card.needs_lesion:
+            centre, note = lesion_roi_centre(findings, study)
+            if centre is None:
+                findings.warnings.append(f"{pkg.label} was not run: {note}")
+                continue
         try:
             lesions, labels, pred, run = yield from prog.scaled(
                 run_package(
-                    pkg, study, device=dev, follow_up=follow_up, should_cancel=should_cancel, first_id=next_id
-                ),
+                    pkg,
+                    study,
+                    device=dev,
+                    follow_up=follow_up,
+                    should_cancel=should_cancel,
+                    first_id=next_id,
+                    roi_centre=centre,
+                ),  # fmt: skip
                 span * k / n,
                 span * (k + 1) / n,
             )
@@ -267,12 +311,20 @@ def analyze(
                 raise
             findings.warnings.append(str(err))
             continue
+        if centre is not None:
+            run.notes.append(f"read the {_roi_text(pkg)} region around {note}")
         findings.lesions.extend(lesions)
         next_id += len(lesions)
         if labels is not None:
             _merge_labels(findings, labels)
         if pred is not None:
-            findings.case_predictions[pred.target] = pred
+            # two models of one target (pCR from one exam and from the pair) must both be kept
+            key = (
+                pred.target
+                if pred.target not in findings.case_predictions
+                else f"{pred.target}@{pkg.card.name}"
+            )
+            findings.case_predictions[key] = pred
         findings.models.append(run)
     if findings.models:
         findings.device = ", ".join(sorted({m.device for m in findings.models}))

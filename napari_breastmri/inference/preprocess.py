@@ -196,6 +196,56 @@ def model_grid(
     return out, tuple(int(s) for s in new_shape)  # type: ignore[return-value]
 
 
+def roi_grid(
+    affine: np.ndarray,
+    centre_world: Sequence[float],
+    size_mm: Sequence[float],
+    resize_to: Sequence[int] | None = None,
+    spacing_mm: Sequence[float] | None = None,
+    orientation: str = "study",
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A model grid of ``size_mm`` (z, y, x) centred on a world point, with the study's axis directions.
+
+    Why a grid and not an index crop: the region is defined in millimetres around a point in
+    patient space, so it is the same anatomy whatever the study's voxel size or orientation, and
+    the CAM computed on it goes back to the study through the same world mapping.
+    """
+    affine = np.asarray(affine, dtype=float)
+    dirs = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    if orientation == "axial":
+        order, flips = _axial_order(affine)
+        dirs = dirs[:, order] * np.where(flips, -1.0, 1.0)
+    size = np.asarray(size_mm, dtype=float)
+    if resize_to is not None:
+        shape = np.asarray(resize_to, dtype=int)
+    else:
+        shape = np.maximum(1, np.round(size / np.asarray(spacing_mm, dtype=float))).astype(int)
+    sp = size / shape
+    out = np.eye(4)
+    out[:3, :3] = dirs * sp
+    out[:3, 3] = np.asarray(centre_world, dtype=float) - dirs @ (sp * (shape - 1) / 2.0)
+    return out, tuple(int(v) for v in shape)  # type: ignore[return-value]
+
+
+def box_centre_world(bbox: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """World (LPS mm) position of the centre of a box [z0, y0, x0, z1, y1, x1] (end exclusive)."""
+    b = np.asarray(bbox, dtype=float)
+    centre = (b[:3] + b[3:] - 1.0) / 2.0
+    return (np.asarray(affine, dtype=float) @ np.append(centre, 1.0))[:3]
+
+
+def index_lesion(lesions: Sequence[Any]) -> Any | None:
+    """The index lesion of a case: the largest one nobody rejected (the reading convention).
+
+    Size, not score: a small very confident focus is not what a subtype or response model should
+    read when a larger mass is there. Rejected lesions (an annotator said no) never count.
+    """
+    kept = [les for les in lesions if getattr(les, "status", "proposed") != "rejected"]
+    if not kept:
+        return None
+    return max(kept, key=lambda les: (float(les.volume_ml or 0.0), float(les.score or 0.0)))
+
+
 def resample_stack(
     stack: np.ndarray,
     src_affine: np.ndarray,
@@ -212,10 +262,23 @@ def resample_stack(
 
 
 def prepare_arrays(
-    card: ModelCard, study: Study, follow_up: Study | None = None
+    card: ModelCard,
+    study: Study,
+    follow_up: Study | None = None,
+    roi_centre: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(C, z, y, x) float32 on the model grid and that grid's affine, as the card prescribes."""
+    """(C, z, y, x) float32 on the model grid and that grid's affine, as the card prescribes.
+
+    A card with ``inputs.roi`` reads only the region around ``roi_centre`` (world LPS mm, the
+    index lesion's centre); without a centre it cannot run and says so.
+    """
     who = f"Model {card.label}"
+    roi = card.inputs.roi
+    if roi is not None and roi_centre is None:
+        raise IncompatibleModel(
+            f"{who} reads the region around the index lesion, but no lesion was given; run a lesion "
+            "detector first (e.g. demo-lesion-seg) or mark the lesion."
+        )
     if study.n_phases < card.inputs.min_phases:
         raise IncompatibleModel(
             f"{who} needs at least {card.inputs.min_phases} phases but the study has {study.n_phases}; "
@@ -223,6 +286,16 @@ def prepare_arrays(
         )
     stack = channel_stack(study, card.inputs.channels, follow_up, who=who)
     stack = normalise(stack, card.inputs.channels, card.inputs.normalisation, study)
+    if roi is not None:
+        dst_affine, dst_shape = roi_grid(
+            study.affine,
+            roi_centre,  # type: ignore[arg-type]
+            roi["size_mm"],
+            resize_to=card.inputs.resize_to,
+            spacing_mm=card.inputs.spacing_mm,
+            orientation=card.inputs.orientation,
+        )
+        return resample_stack(stack, study.affine, dst_affine, dst_shape), dst_affine
     dst_affine, dst_shape = model_grid(
         study.affine,
         study.shape,
@@ -234,10 +307,13 @@ def prepare_arrays(
 
 
 def prepare_input(
-    card: ModelCard, study: Study, follow_up: Study | None = None
+    card: ModelCard,
+    study: Study,
+    follow_up: Study | None = None,
+    roi_centre: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """The network input as a float32 torch tensor (C, z, y, x) and the model grid's affine."""
     import torch
 
-    arr, affine = prepare_arrays(card, study, follow_up)
+    arr, affine = prepare_arrays(card, study, follow_up, roi_centre)
     return torch.from_numpy(np.ascontiguousarray(arr)), affine

@@ -87,6 +87,9 @@ class InputSpec:
     #: sliding-window overlap (fraction of the patch) and windows per batch
     overlap: float = 0.5
     sw_batch_size: int = 4
+    #: classify: read a region around the index lesion instead of the whole study,
+    #: {"around": "index_lesion", "size_mm": [z, y, x]} (see docs/model-packages.md)
+    roi: dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,6 +148,11 @@ class ModelCard:
     @property
     def needs_follow_up(self) -> bool:
         return any(t.startswith("pair:") for t in self.inputs.channels)
+
+    @property
+    def needs_lesion(self) -> bool:
+        """True when the model reads a region around the index lesion (found by a detector first)."""
+        return self.inputs.roi is not None
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -214,6 +222,26 @@ def _choice(value: Any, allowed: Iterable[str], key: str, where: str) -> str:
     if value not in allowed:
         raise _fail(where, f"'{key}' is {value!r}; it must be one of {list(allowed)}.")
     return str(value)
+
+
+ROI_ANCHORS = ("index_lesion",)
+
+
+def _roi(value: Any, where: str) -> dict[str, Any] | None:
+    """Validate ``inputs.roi``: {around: index_lesion, size_mm: [z, y, x]} or nothing."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(
+            where, "'inputs.roi' must be a mapping such as {around: index_lesion, size_mm: [48, 64, 64]}."
+        )
+    around = _choice(value.get("around", "index_lesion"), ROI_ANCHORS, "inputs.roi.around", where)
+    size = _float_list(value.get("size_mm"), "inputs.roi.size_mm", where)
+    if size is None or min(size) <= 0:
+        raise _fail(
+            where, "'inputs.roi.size_mm' must give the region's size in mm as three positive numbers."
+        )
+    return {"around": around, "size_mm": size}
 
 
 def parse_card(doc: Any, where: str = "card.yaml") -> ModelCard:
@@ -299,7 +327,14 @@ def parse_card(doc: Any, where: str = "card.yaml") -> ModelCard:
         orientation=_choice(i.get("orientation", "study"), ORIENTATIONS, "inputs.orientation", where),
         overlap=overlap,
         sw_batch_size=max(1, int(i.get("sw_batch_size", 4))),
+        roi=_roi(i.get("roi"), where),
     )
+    if inputs.roi is not None and task != "classify":
+        raise _fail(where, f"'inputs.roi' is for classify models; a '{task}' model reads the whole study.")
+    if inputs.roi is not None and inputs.resize_to is None and inputs.spacing_mm is None:
+        raise _fail(
+            where, "'inputs.roi' needs 'inputs.resize_to' (or 'spacing_mm') to set the network's grid."
+        )
     if task in ("segment", "detect", "interactive-segment") and inputs.patch_size is None:
         raise _fail(where, f"a '{task}' model needs 'inputs.patch_size' (the sliding-window size, z y x).")
 

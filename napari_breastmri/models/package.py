@@ -104,11 +104,16 @@ class ModelPackage:
         model.eval()
         return model.to(device)
 
-    def prepare_input(self, study: Study, follow_up: Study | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """(tensor (C, z, y, x) float32, affine of the model grid) for this study, per the card."""
+    def prepare_input(
+        self, study: Study, follow_up: Study | None = None, roi_centre: Any = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """(tensor (C, z, y, x) float32, affine of the model grid) for this study, per the card.
+
+        ``roi_centre`` (world LPS mm) is the index lesion's centre for cards with ``inputs.roi``.
+        """
         from ..inference.preprocess import prepare_input
 
-        return prepare_input(self.card, study, follow_up)
+        return prepare_input(self.card, study, follow_up, roi_centre)
 
     def info(self) -> dict[str, Any]:
         c = self.card

@@ -75,6 +75,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out cases on the phantom's default grid (honest) or the training grid (tests)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or auto [auto: CUDA when present, else the CPU]"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes generating phantom cases in parallel [1]"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="the whole command's time budget in seconds: segmentation (trained last) takes what is "
+        "left after the data, the classifiers and a reserve for its evaluation, by capping its patch steps",
+    )
 
 
 def _task_list(text: str) -> list[str]:
@@ -105,7 +118,18 @@ def _command(args: argparse.Namespace, key: str) -> str:
     """The one command that reproduces this package (recorded in its card)."""
     parts = ["breastmri", "train", "--task", key, "--cases", str(args.cases), "--seed", str(args.seed)]
     parts += ["--test-cases", str(args.test_cases)]
-    for flag in ("val_cases", "epochs", "init", "name", "data", "clinical", "duke_boxes", "corrections"):
+    for flag in (
+        "val_cases",
+        "epochs",
+        "init",
+        "name",
+        "data",
+        "clinical",
+        "duke_boxes",
+        "corrections",
+        "device",
+        "time_limit",
+    ):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
@@ -143,6 +167,7 @@ def _phantom_splits(
     specs: list[TaskSpec], cards: dict[str, Any], args
 ) -> Generator[Progress, None, tuple[dict[str, dict[str, list[Sample]]], str]]:
     """Train / validation / held-out samples for every task, each phantom case generated once."""
+    from .. import progress
     from .data import phantom_sample_sets
 
     n_val = args.val_cases if args.val_cases is not None else max(12, args.cases // 4)
@@ -165,11 +190,31 @@ def _phantom_splits(
     for name, ss in seeds.items():
         for spec in specs:
             splits[spec.key][name] = []
+        pk = kw if name != "test" or args.held_out_grid == "same" else {}
+        if args.workers > 1:
+            from .data import fill_phantom_cache
+
+            yield from progress.scaled(
+                fill_phantom_cache(
+                    ss,
+                    cards,
+                    longitudinal=longitudinal,
+                    cache_dir=cache,
+                    phantom_kwargs=pk,
+                    workers=args.workers,
+                ),
+                0.4 * done / total,
+                0.4 * (done + len(ss)) / total,
+            )
         # the held-out set is by default the phantom's default grid: what a user would run
         it = phantom_sample_sets(
-            ss, cards, longitudinal=longitudinal, keep_truth=name == "test", cache_dir=cache,
-            phantom_kwargs=kw if name != "test" or args.held_out_grid == "same" else {},
-        )  # fmt: skip
+            ss,
+            cards,
+            longitudinal=longitudinal,
+            keep_truth=name == "test",
+            cache_dir=cache,
+            phantom_kwargs=pk,
+        )
         for i, sets in enumerate(it):
             for key, sample in sets.items():
                 splits[key][name].append(sample)
@@ -235,6 +280,9 @@ def train_tasks(keys: list[str], args: argparse.Namespace) -> Generator[Progress
         if args.name:
             spec.name = args.name
         specs.append(spec)
+    # segmentation last: the classifiers take a fixed, short time, so a --time-limit only ever
+    # shortens the one training that can use any amount of time
+    specs.sort(key=lambda s: s.is_segmentation)
     cards = {s.key: s.parsed_card() for s in specs}
     if args.data:
         splits, data = yield from _folder_splits(specs, cards, args)
@@ -244,13 +292,19 @@ def train_tasks(keys: list[str], args: argparse.Namespace) -> Generator[Progress
     pkgs = []
     for k, spec in enumerate(specs):
         lo, hi = 0.4 + 0.6 * k / len(specs), 0.4 + 0.6 * (k + 1) / len(specs)
-        gen = train_one(spec, splits[spec.key], args, data, data_seconds, inits.get(spec.key))
+        gen = train_one(spec, splits[spec.key], args, data, data_seconds, inits.get(spec.key), t0)
         pkgs.append((yield from progress.scaled(gen, lo, hi)))
     return pkgs
 
 
 def train_one(
-    spec: TaskSpec, split: dict[str, list[Sample]], args, data: str, data_seconds: float, init_state=None
+    spec: TaskSpec,
+    split: dict[str, list[Sample]],
+    args,
+    data: str,
+    data_seconds: float,
+    init_state=None,
+    t_start: float | None = None,
 ) -> Generator[Progress, None, Any]:
     """Train one task on its samples, measure it on the held-out ones, write its package."""
     from .. import progress
@@ -259,10 +313,18 @@ def train_one(
 
     train, val, test = split["train"], split["val"], split["test"]
     epochs = args.epochs if args.epochs is not None else spec.default_epochs
+    device = getattr(args, "device", None)
     t_train = time.perf_counter()
+    stats: dict[str, Any] = {}
+    limit = getattr(args, "time_limit", None)
+    if limit and t_start is not None:
+        # what is left of the budget, less about 1 s per held-out case for the evaluation
+        limit = max(30.0, limit - (time.perf_counter() - t_start) - 1.0 * len(test))
     if spec.is_segmentation:
         net = yield from progress.scaled(
-            loops.train_segmentation(spec, train, epochs, args.seed, init_state), 0.0, 0.85
+            loops.train_segmentation(spec, train, epochs, args.seed, init_state, device, limit, stats),
+            0.0,
+            0.85,
         )
     else:
         if not any(s.label is not None for s in train):
@@ -270,14 +332,16 @@ def train_one(
                 f"No training case has a '{spec.target}' label; give a clinical CSV with that column."
             )
         net = yield from progress.scaled(
-            loops.train_classifier(spec, train, epochs, args.seed, init_state), 0.0, 0.85
+            loops.train_classifier(spec, train, epochs, args.seed, init_state, device), 0.0, 0.85
         )
     train_seconds = time.perf_counter() - t_train
     t_eval = time.perf_counter()
     metrics: dict[str, Any] = {}
     if test:
         if spec.is_segmentation:
-            metrics = yield from progress.scaled(loops.evaluate_segmentation(spec, net, test), 0.85, 1.0)
+            metrics = yield from progress.scaled(
+                loops.evaluate_segmentation(spec, net, test, device), 0.85, 1.0
+            )
         elif val and any(s.label is not None for s in test):
             metrics = loops.evaluate_classifier(spec, net, val, test)
     eval_seconds = time.perf_counter() - t_eval
@@ -292,9 +356,10 @@ def train_one(
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
         "epochs": epochs,
+        **stats,
         "train_cases": len([s for s in train if spec.is_segmentation or s.label is not None]),
         "seed": args.seed,
-        "machine": _machine(),
+        "machine": _machine(device),
         "init": str(args.init) if args.init else None,
     }
     doc = spec.card(training={k: v for k, v in training.items() if v is not None}, metrics=metrics)
@@ -303,11 +368,20 @@ def train_one(
     return pkg
 
 
-def _machine() -> str:
+def _machine(device: str | None = None) -> str:
+    """Where the training ran, for the card: the CPU, and the GPU when it trained there."""
     import os
     import platform
 
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {_threads()}"
+    from ..inference.device import pick_device
+
+    cpu = f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {_threads()}"
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        return f"{torch.cuda.get_device_name(dev)} (CUDA, torch {torch.__version__}); {cpu}"
+    return cpu
 
 
 def _threads() -> int:

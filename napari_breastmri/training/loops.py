@@ -10,6 +10,7 @@ frequency); calibration by temperature scaling on a validation split (Guo et al.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -45,99 +46,172 @@ def build_network(spec: TaskSpec):
 # ---------------------------------------------------------------------------------- segmentation
 
 
-def _crop(x: np.ndarray, mask: np.ndarray, size: Sequence[int], rng: np.random.Generator, fg_prob: float):
-    """A random patch (foreground-centred with probability ``fg_prob``), zero-padded if needed."""
-    size = np.asarray(size)
-    shape = np.asarray(x.shape[1:])
-    pad = np.maximum(size - shape, 0)
-    if pad.any():
-        widths = [(0, 0)] + [(int(p) // 2, int(p) - int(p) // 2) for p in pad]
-        x = np.pad(x, widths)
-        mask = np.pad(mask, widths[1:])
-        shape = np.asarray(x.shape[1:])
-    fg = np.argwhere(mask > 0) if rng.random() < fg_prob else np.empty((0, 3))
-    if len(fg):
-        centre = fg[rng.integers(len(fg))]
-        start = np.clip(centre - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, shape - size)
-    else:
-        start = np.array([rng.integers(0, s - p + 1) for s, p in zip(shape, size)])
-    sl = tuple(slice(int(a), int(a + p)) for a, p in zip(start, size))
-    return x[(slice(None), *sl)].astype(np.float32), mask[sl]
+def _device(device: Any = None):
+    """The training device: the one asked for, else what :mod:`inference.device` picks."""
+    from ..inference.device import pick_device
+
+    return pick_device(device)
 
 
-def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Flips in-plane and a mild intensity scale: cheap, label-preserving augmentation."""
-    for axis in (-1, -2):
-        if rng.random() < 0.5:
-            x = np.flip(x, axis)
-            y = np.flip(y, axis)
-    x = x * np.float32(rng.uniform(0.9, 1.1))
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+def _hard_negative_centres(s: Sample, channels: Sequence[str], rng: np.random.Generator, n: int = 4000):
+    """Voxels that enhance brightly but are not lesion (heart, vessels, nipples, strong BPE).
+
+    Why: the random background patches of plain foreground/background sampling rarely land on
+    these, and they are exactly where an under-trained detector puts its false positives.
+    """
+    subs = [i for i, t in enumerate(channels) if t.split(":")[-1].startswith("sub")]
+    if not subs or s.mask is None:
+        return np.empty((0, 3), dtype=np.int64)
+    enh = np.asarray(s.x[subs[0]], dtype=np.float32)
+    thr = np.percentile(enh, 99.0)
+    cand = np.argwhere((enh >= thr) & (s.mask == 0))
+    if len(cand) > n:
+        cand = cand[rng.choice(len(cand), n, replace=False)]
+    return cand
 
 
-def train_segmentation(spec: TaskSpec, train: list[Sample], epochs: int, seed: int, init_state=None) -> Gen:
-    """Patch training with BCE + soft Dice (MONAI DiceLoss); returns the trained network (eval mode)."""
+def _pad_to(x: np.ndarray, mask: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad a (C, z, y, x) volume and its mask so every axis is at least the patch size."""
+    pad = np.maximum(np.asarray(size) - np.asarray(x.shape[1:]), 0)
+    if not pad.any():
+        return x, mask
+    widths = [(int(p) // 2, int(p) - int(p) // 2) for p in pad]
+    return np.pad(x, [(0, 0), *widths]), np.pad(mask, widths)
+
+
+def _patch_start(centre, size: np.ndarray, shape: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if centre is None:
+        return np.array([rng.integers(0, s - p + 1) for s, p in zip(shape, size)])
+    jitter = rng.integers(-(size // 4), size // 4 + 1)
+    return np.clip(np.asarray(centre) - size // 2 + jitter, 0, shape - size)
+
+
+def _lr_at(step: int, steps: int, peak: float, warmup: float = 0.1) -> float:
+    """Linear warm-up then cosine decay to zero: OneCycle's shape, but ``steps`` may shrink later."""
+    w = max(1, int(warmup * steps))
+    if step < w:
+        return peak * (step + 1) / w
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, (step - w) / max(1, steps - w))))
+
+
+def train_segmentation(
+    spec: TaskSpec,
+    train: list[Sample],
+    epochs: int,
+    seed: int,
+    init_state=None,
+    device: Any = None,
+    time_limit: float | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Gen:
+    """Patch training with BCE + soft Dice (MONAI DiceLoss); returns the trained network (eval mode).
+
+    Patches are centred on lesion voxels (50 %), on bright non-lesion enhancement (25 %, hard
+    negatives) or anywhere (25 %); in-plane flips and a mild intensity scale. The volumes live on
+    the training device, so on a GPU the patches are cut there and the CPU only draws numbers.
+    ``time_limit`` (seconds) caps the step count from the speed of the first 30 steps, with the
+    learning-rate schedule rescaled to it; ``stats`` receives the steps actually taken.
+    """
     import torch
     from monai.losses import DiceLoss
 
+    from ..inference.device import autocast
+
+    dev = _device(device)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     net = build_network(spec)
     if init_state is not None:
         net.load_state_dict(init_state)
+    net = net.to(dev)
+    size = np.asarray(spec.patch_size)
     usable = [s for s in train if s.mask is not None]
+    store = torch.float16 if dev.type == "cuda" else torch.float32
+    vols, masks, fgs, hards = [], [], [], []
+    for s in usable:
+        x, m = _pad_to(np.asarray(s.x), np.asarray(s.mask), size)
+        vols.append(torch.from_numpy(np.ascontiguousarray(x)).to(dev, store))
+        masks.append(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).to(dev, store))
+        fgs.append(np.argwhere(m > 0))
+        hards.append(_hard_negative_centres(Sample(s.case_id, x, s.affine, mask=m), spec.channels, rng))
     steps = max(1, epochs * len(usable) // spec.batch_size)
+    planned = steps
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     dice_loss = DiceLoss(sigmoid=True, batch=True)
     bce = torch.nn.BCEWithLogitsLoss()
     net.train()
     running = 0.0
-    for step in range(steps):
+    t_start = time.perf_counter()
+    step = 0
+    while step < steps:
+        if time_limit and step == 30:
+            per_step = (time.perf_counter() - t_start) / 30
+            steps = max(31, min(steps, int(time_limit / per_step)))
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, 3e-3)
         xs, ys = [], []
         for _ in range(spec.batch_size):
-            s = usable[int(rng.integers(len(usable)))]
-            x, y = _augment(*_crop(s.x, s.mask, spec.patch_size, rng, fg_prob=0.67), rng)
-            xs.append(x)
-            ys.append(y[None].astype(np.float32))
-        xb, yb = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
-        logits = net(xb)
+            k = int(rng.integers(len(usable)))
+            draw = rng.random()
+            pool = fgs[k] if draw < 0.5 else hards[k] if draw < 0.75 else np.empty((0, 3))
+            centre = pool[rng.integers(len(pool))] if len(pool) else None
+            start = _patch_start(centre, size, np.asarray(vols[k].shape[1:]), rng)
+            sl = tuple(slice(int(a), int(a + p)) for a, p in zip(start, size))
+            x, y = vols[k][(slice(None), *sl)].float(), masks[k][sl].float()[None]
+            flips = [d for d in (-1, -2) if rng.random() < 0.5]
+            if flips:
+                x, y = torch.flip(x, flips), torch.flip(y, flips)
+            xs.append(x * float(rng.uniform(0.9, 1.1)))
+            ys.append(y)
+        xb, yb = torch.stack(xs), torch.stack(ys)
+        with autocast(dev):
+            logits = net(xb)
+        logits = logits.float()
         loss = bce(logits, yb) + dice_loss(logits, yb)
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
-        yield Progress("train", (step + 1) / steps, f"step {step + 1}/{steps} loss {running:.3f}")
+        if step % 10 == 0 or step == steps - 1:  # .item() syncs the GPU: not every step
+            running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
+        step += 1
+        yield Progress("train", step / steps, f"step {step}/{steps} loss {running:.3f}")
+    if stats is not None:
+        stats.update(steps=steps, planned_steps=planned, batch_size=spec.batch_size)
     net.eval()
-    return net
+    return net.to("cpu")
 
 
-def predict_probability(net, x: np.ndarray, patch_size: Sequence[int], overlap: float = 0.5) -> np.ndarray:
+def predict_probability(
+    net, x: np.ndarray, patch_size: Sequence[int], overlap: float = 0.5, device: Any = "cpu"
+) -> np.ndarray:
     """Sigmoid probability on the model grid via MONAI sliding-window inference (Gaussian blend)."""
     import torch
     from monai.inferers import sliding_window_inference
 
-    with torch.inference_mode():
+    from ..inference.device import inference
+
+    dev = torch.device(device)
+    with inference(dev):
         logits = sliding_window_inference(
-            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None],
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(dev),
             roi_size=tuple(patch_size),
             sw_batch_size=4,
-            predictor=net,
+            predictor=net.to(dev),
             overlap=overlap,
             mode="gaussian",
         )
-        return torch.sigmoid(logits)[0, 0].numpy()
+        return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
 
 
-def evaluate_segmentation(spec: TaskSpec, net, test: list[Sample]) -> Gen:
+def evaluate_segmentation(spec: TaskSpec, net, test: list[Sample], device: Any = None) -> Gen:
     """Dice and lesion sensitivity at <= 1 false positive per case, on the study grid."""
     from ..inference.postprocess import lesions_from_mask, to_study_grid
 
+    dev = _device(device)
     cases, dices = [], []
     card = spec.parsed_card()
     for k, s in enumerate(test):
-        prob_model = predict_probability(net, s.x, spec.patch_size)
+        prob_model = predict_probability(net, s.x, spec.patch_size, device=dev)
         # the pipeline's own post-processing: the same lesions a user would see
         mask, prob = to_study_grid(
             prob_model, s.affine, s.study_affine, s.study_shape, card.outputs.threshold
@@ -151,6 +225,7 @@ def evaluate_segmentation(spec: TaskSpec, net, test: list[Sample]) -> Gen:
         if s.truth_mask is not None:
             dices.append(M.dice(labels > 0, s.truth_mask))
         yield Progress("evaluate", (k + 1) / len(test), s.case_id)
+    net.to("cpu")
     at_fp = M.sensitivity_at_fp(cases, 1.0)
     at_thr = M.operating_point(cases, 0.0)
     with_lesions = [d for d, s in zip(dices, test) if s.truth_boxes]
@@ -183,16 +258,50 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return 1.0 / np.maximum(counts[labels], 1.0)
 
 
-def train_classifier(spec: TaskSpec, train: list[Sample], epochs: int, seed: int, init_state=None) -> Gen:
+def _shift_zero(x, shift: Sequence[int]):
+    """Shift a (C, z, y, x) tensor by whole voxels, filling with zeros (not wrapping round)."""
+    import torch
+
+    out = torch.zeros_like(x)
+    src, dst = [slice(None)], [slice(None)]
+    for d, n in zip(shift, x.shape[1:]):
+        d = int(d)
+        src.append(slice(max(0, -d), n - max(0, d)))
+        dst.append(slice(max(0, d), n - max(0, -d)))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def _augment_case(x, rng: np.random.Generator, max_shift: int):
+    """In-plane flips, a shift of up to ``max_shift`` voxels (region models: the detector's centring
+    error) and a mild intensity scale, on one (C, z, y, x) tensor."""
+    import torch
+
+    flips = [d for d in (-1, -2) if rng.random() < 0.5]
+    if flips:
+        x = torch.flip(x, flips)
+    if max_shift > 0:
+        x = _shift_zero(x, rng.integers(-max_shift, max_shift + 1, size=3))
+    return x * float(rng.uniform(0.9, 1.1))
+
+
+def train_classifier(
+    spec: TaskSpec, train: list[Sample], epochs: int, seed: int, init_state=None, device: Any = None
+) -> Gen:
     """Cross-entropy with class-balanced sampling (WeightedRandomSampler); returns the network."""
     import torch
 
+    from ..inference.device import autocast
+
+    dev = _device(device)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    x, y = _stack(train)
+    x_np, y = _stack(train)
+    x = torch.from_numpy(x_np).to(dev)
     net = build_network(spec)
     if init_state is not None:
         net.load_state_dict(init_state)
+    net = net.to(dev)
     gen = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(
         torch.as_tensor(class_weights(y, len(spec.classes))),
@@ -206,27 +315,29 @@ def train_classifier(spec: TaskSpec, train: list[Sample], epochs: int, seed: int
         opt, max_lr=2e-3, total_steps=epochs * per_epoch, pct_start=0.15
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    labels = torch.from_numpy(y).to(dev)
     net.train()
     for epoch in range(epochs):
         order = list(sampler)
-        total = 0.0
+        total = torch.zeros((), device=dev)
         for b in range(per_epoch):
             idx = order[b * spec.batch_size : (b + 1) * spec.batch_size]
             if not idx:
                 continue
-            batch = np.stack([_augment(x[i], x[i][0], rng)[0] for i in idx])
-            logits = net.logits(torch.from_numpy(batch))
-            loss = loss_fn(logits, torch.from_numpy(y[idx]))
-            opt.zero_grad()
+            batch = torch.stack([_augment_case(x[i], rng, spec.shift_voxels) for i in idx])
+            with autocast(dev):
+                logits = net.logits(batch)
+            loss = loss_fn(logits.float(), labels[idx])
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item()
+            total += loss.detach()
         yield Progress(
-            "train", (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / per_epoch:.3f}"
+            "train", (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total.item() / per_epoch:.3f}"
         )
     net.eval()
-    return net
+    return net.to("cpu")
 
 
 def classifier_logits(net, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
