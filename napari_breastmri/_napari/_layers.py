@@ -14,6 +14,7 @@ to find its layers again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Any
 
@@ -210,6 +211,25 @@ def lesion_text(lesion: Lesion) -> str:
     return f"#{lesion.id} {lesion.score:.2f}{status}"
 
 
+def box_shapes(lesions: Sequence[Lesion]) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:
+    """Rectangles (one per crossed slice), lesion ids, labels and edge colours of the lesions."""
+    data: list[np.ndarray] = []
+    ids: list[int] = []
+    texts: list[str] = []
+    colors: list[str] = []
+    for lesion in lesions:
+        rects = box_rectangles(lesion.bbox)
+        data.extend(rects)
+        ids.extend([int(lesion.id)] * len(rects))
+        texts.extend([lesion_text(lesion)] * len(rects))
+        colors.extend([STATUS_COLORS.get(lesion.status, "yellow")] * len(rects))
+    return data, ids, texts, colors
+
+
+def box_features(ids: Sequence[int], texts: Sequence[str]) -> dict[str, np.ndarray]:
+    return {"lesion_id": np.asarray(ids, dtype=int), "label": np.asarray(texts, dtype=object)}
+
+
 def boxes_layer(
     lesions: Sequence[Lesion],
     affine: np.ndarray,
@@ -219,16 +239,7 @@ def boxes_layer(
     reference: np.ndarray | None = None,
 ) -> LayerDataTuple:
     """Lesion boxes as a Shapes layer: one rectangle per crossed slice, labelled with the score."""
-    data: list[np.ndarray] = []
-    ids: list[int] = []
-    texts: list[str] = []
-    colors: list[str] = []
-    for lesion in lesions:
-        for rect in box_rectangles(lesion.bbox):
-            data.append(rect)
-            ids.append(int(lesion.id))
-            texts.append(lesion_text(lesion))
-            colors.append(STATUS_COLORS.get(lesion.status, "yellow"))
+    data, ids, texts, colors = box_shapes(lesions)
     kwargs: dict[str, Any] = {
         "name": name,
         "ndim": 3,
@@ -237,11 +248,52 @@ def boxes_layer(
         "edge_width": 1.5,
         "edge_color": colors or "yellow",
         "face_color": "transparent",
-        "features": {"lesion_id": np.asarray(ids, dtype=int), "label": np.asarray(texts, dtype=object)},
+        "features": box_features(ids, texts),
         "text": {"string": "{label}", "size": 9, "color": "yellow", "anchor": "upper_left"},
         "metadata": _meta(role),
     }
     return (data, kwargs, "shapes")
+
+
+#: rectangles written into the boxes layer per event-loop turn after a run (1-2 ms each with its
+#: events, so a turn stays well under the 100 ms stall budget)
+BOX_CHUNK = 16
+
+
+@dataclass
+class PreparedResults:
+    """What the result layers get from a Findings, computed off the UI thread (numpy only, plus
+    heatmap layers made in the worker when asked): the dock then only writes it into layers."""
+
+    rects: list[np.ndarray] = field(default_factory=list)
+    edge_colors: list[str] = field(default_factory=list)
+    features: dict[str, np.ndarray] = field(default_factory=lambda: box_features([], []))
+    label_mask: np.ndarray | None = None
+    heatmap_layers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> PreparedResults:
+        return cls()
+
+
+def prepare_results(findings: Findings, *, make_heatmap_layers: bool = True) -> PreparedResults:
+    """Boxes, mask and heatmaps of a Findings ready to write into the dock's layers.
+
+    ``make_heatmap_layers`` builds the heatmaps' napari Image layers too (in a worker thread: a
+    layer model is a plain object until it is added to a viewer)."""
+    rects, ids, texts, colors = box_shapes(findings.lesions)
+    mask = None
+    if findings.label_mask is not None:
+        mask = np.ascontiguousarray(np.asarray(findings.label_mask).astype(np.int32, copy=False))
+    heatmaps: list[Any] = []
+    if make_heatmap_layers and findings.heatmaps:
+        from napari.layers import Layer
+
+        heatmaps = [
+            Layer.create(d, dict(k), kind)
+            for d, k, kind in (heatmap_layer(h, reference=findings.affine) for h in findings.heatmaps)
+        ]
+    return PreparedResults(rects, colors, box_features(ids, texts), mask, heatmaps)
 
 
 def mask_layer(
@@ -301,6 +353,92 @@ def heatmap_layer(
         },
         "image",
     )
+
+
+def _lut(colormap: str) -> np.ndarray:
+    """256 x 3 uint8 colours of a matplotlib colour map (the same names napari uses)."""
+    from matplotlib import colormaps
+
+    return (colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def anatomy_grey(volume: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    """A volume windowed to ``limits`` as uint8 grey levels (0-255)."""
+    lo, hi = limits
+    scaled = (np.asarray(volume, dtype=np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def blend_rgb(grey: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Grey anatomy (z, y, x) under an overlay colour (z, y, x, 3) with per-voxel alpha in [0, 1]
+    -> RGB uint8 (z, y, x, 3). Why a per-voxel alpha: where the overlay says nothing (a cold
+    heatmap voxel, no curve type) the anatomy shows through unchanged."""
+    a = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)[..., None]
+    out = grey[..., None].astype(np.float32) * (1.0 - a) + colour.astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def on_study_grid(volume: np.ndarray, affine: np.ndarray, study: Study, order: int = 1) -> np.ndarray:
+    """``volume`` (on ``affine``) on the study's grid; unchanged when it already is."""
+    if volume.shape == study.shape and np.allclose(affine, study.affine):
+        return np.asarray(volume)
+    from ..geometry import resample_to_grid
+
+    return resample_to_grid(volume, affine, study.affine, study.shape, order=order)
+
+
+def anatomy_image(study: Study, phase: int = 1) -> tuple[np.ndarray, tuple[float, float]]:
+    """The image a composite panel is drawn on, with its display window: the first
+    post-contrast phase (the breast outline, fibroglandular tissue and the enhancing lesion are
+    all visible on it, where a subtraction is dark outside enhancing tissue), else the pre."""
+    volume = study.data[phase if study.n_phases > phase else 0]
+    return volume, contrast_limits(volume)
+
+
+def composite_layer(
+    study: Study, overlay_rgb: np.ndarray, alpha: np.ndarray, *, name: str, phase: int = 1, **meta: Any
+) -> LayerDataTuple:
+    """An RGB image: :func:`anatomy_image` in grey with ``overlay_rgb`` blended in at ``alpha``.
+    One layer, so that in a grid view (one layer per panel) the overlay is still seen on the
+    anatomy it belongs to."""
+    anatomy, limits = anatomy_image(study, phase)
+    rgb = blend_rgb(anatomy_grey(anatomy, limits), overlay_rgb, alpha)
+    return (
+        rgb,
+        {
+            "name": name,
+            "rgb": True,
+            "affine": napari_affine(study.affine, 3),
+            "metadata": _meta(meta.pop("role", "composite"), **meta),
+        },
+        "image",
+    )
+
+
+def heatmap_composite(
+    heatmap: Heatmap, study: Study, *, opacity: float = 0.75, threshold: float = 0.1, **meta: Any
+) -> LayerDataTuple:
+    """A heatmap in :data:`HEATMAP_COLORMAP` over the grey anatomy; voxels below
+    ``threshold`` leave the anatomy untouched and hotter ones cover it more."""
+    heat = np.clip(on_study_grid(np.asarray(heatmap.data, dtype=np.float32), heatmap.affine, study), 0.0, 1.0)
+    colour = _lut(HEATMAP_COLORMAP)[(heat * 255).astype(np.uint8)]
+    alpha = opacity * np.clip((heat - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0) ** 0.5
+    meta.setdefault("name", f"{heatmap_name(heatmap)} on anatomy")
+    return composite_layer(study, colour, alpha, **meta)
+
+
+def curve_type_composite(curve_types: np.ndarray, study: Study, *, opacity: float = 0.7, **meta: Any):
+    """BI-RADS curve types in :data:`CURVE_COLORS` over the grey anatomy (none: anatomy only)."""
+    from matplotlib.colors import to_rgb
+
+    ct = np.asarray(curve_types).astype(np.int64)
+    lut = np.zeros((4, 3), np.uint8)
+    for value in (1, 2, 3):
+        lut[value] = np.round(np.array(to_rgb(CURVE_COLORS[value])) * 255).astype(np.uint8)
+    colour = lut[np.clip(ct, 0, 3)]
+    alpha = np.where(ct > 0, opacity, 0.0)
+    meta.setdefault("name", "curve type on anatomy")
+    return composite_layer(study, colour, alpha, **meta)
 
 
 def ser_bins(ser: np.ndarray) -> np.ndarray:

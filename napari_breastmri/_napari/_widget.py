@@ -8,7 +8,8 @@ layers, finds them again by their ``metadata["breastmri"]["role"]``, and runs lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +41,13 @@ class BreastMRIWidget(QWidget):
         self.viewer = napari_viewer
         self.state = ReadingState()
         self.jobs: list[Any] = []
+        self.writing_layers = False  # True while the dock itself rewrites result layers
+        self._prebuilt: _layers.PreparedResults | None = None
+        self._steps: list[Callable[[], Any]] = []
+        self._step_timer = QTimer(self)
+        self._step_timer.setSingleShot(True)
+        self._step_timer.setInterval(0)
+        self._step_timer.timeout.connect(self._next_step)
         self.setMinimumWidth(440)
         inner = QWidget()
         column = QVBoxLayout(inner)
@@ -64,6 +72,7 @@ class BreastMRIWidget(QWidget):
         outer.addWidget(scroll)
         self.state.phi_hidden_changed.connect(self._update_title)
         self.state.study_changed.connect(self._update_title)
+        self.state.study_changed.connect(self._ready_result_layers)
         self.state.findings_changed.connect(self._show_findings)
         self.state.findings_changed.connect(lambda *_: QTimer.singleShot(0, self.relayout))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -119,8 +128,6 @@ class BreastMRIWidget(QWidget):
                 "phases",
                 "subtraction",
                 "mip",
-                "boxes",
-                "mask",
                 "heatmap",
                 "kinetic_map",
                 "truth_mask",
@@ -160,43 +167,196 @@ class BreastMRIWidget(QWidget):
             )
             self.orient(study)
 
-    def set_findings(self, findings: Findings | None, prebuilt: list[Any] | None = None) -> None:
-        """Show findings; ``prebuilt`` are their napari layers already made in the worker thread
-        (layer objects are plain models, not Qt), so the UI thread only inserts them."""
+    def set_findings(
+        self, findings: Findings | None, prebuilt: _layers.PreparedResults | None = None
+    ) -> None:
+        """Show findings. ``prebuilt`` is their layer data already made in the worker thread (a
+        model run): the layers are then updated in small steps, one per event-loop turn, so the
+        UI never freezes; without it (corrections, tests) they are updated at once."""
         self._prebuilt = prebuilt
         self.state.set_findings(findings)
 
-    def _show_findings(self, findings: Findings | None) -> None:
-        prebuilt, self._prebuilt = getattr(self, "_prebuilt", None), None
-        if findings is not None and prebuilt is None and self._update_in_place(findings):
-            return
-        self.remove_roles("boxes", "mask", "heatmap")
-        if findings is None:
-            return
-        if prebuilt is not None:
-            for layer in prebuilt:
-                self.viewer.add_layer(layer)
-        else:
-            self.add_tuples(_layers.findings_layers(findings))
+    # ----- result layers (boxes, mask, heatmaps) ---------------------------------------------
+    # Why they live as long as the dock: making a napari layer costs its vispy visual and shader
+    # programs (0.1-0.4 s each on a software-rendered desktop) and removing one makes napari
+    # rebuild its visual. The empty boxes and mask layers are made when a study opens (after its
+    # first image), and a model run or a correction only writes new data into them.
 
-    def _update_in_place(self, findings: Findings) -> bool:
-        """Refresh existing boxes/mask layers instead of replacing them (corrections edit often;
-        removing a layer makes napari collect garbage and rebuild its visual: a visible stall)."""
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Marks the dock's own writes to result layers (corrections ignore those data events)."""
+        before, self.writing_layers = self.writing_layers, True
+        try:
+            yield
+        finally:
+            self.writing_layers = before
+
+    def _staged(self, steps: list[Callable[[], Any]]) -> None:
+        """Run ``steps`` one per event-loop turn; a newer staging or a new study drops the rest.
+
+        The turns are driven by a timer the dock owns, so they stop when the dock goes away
+        (a closed viewer must not get layers added from a pending step)."""
+        self._steps = list(steps)
+        if self._steps:
+            self._step_timer.start()
+
+    @property
+    def results_pending(self) -> bool:
+        """True while a run's results are still being written into the layers (a few turns)."""
+        return bool(self._steps)
+
+    def _next_step(self) -> None:
+        if not self._steps:
+            return
+        step = self._steps.pop(0)
+        if self._closing():
+            self._steps = []
+            return
+        step()
+        if self._steps:
+            self._step_timer.start()
+
+    def _closing(self) -> bool:
+        """napari's Window.close() deletes its ``_qt_window``: the viewer is gone."""
+        return getattr(getattr(self.viewer, "window", None), "_qt_window", None) is None
+
+    def _ready_result_layers(self, study: Study | None) -> None:
+        """A study opened: empty the result layers for it now, or make them in the next turns."""
+        self._steps = []  # drop steps still pending for the previous case
+        if study is None:
+            return
         boxes, mask = self.layer_with_role("boxes"), self.layer_with_role("mask")
-        heat_names = {lay.name for lay in self.layers_with_role("heatmap")}
-        if boxes is None or (mask is None) != (findings.label_mask is None):
-            return False
-        if heat_names != {_layers.heatmap_name(h) for h in findings.heatmaps}:
-            return False
-        data, kwargs, _ = _layers.boxes_layer(findings.lesions, findings.affine)
-        boxes.data = [(rect, "rectangle") for rect in data]
-        boxes.features = kwargs["features"]
-        if data:
-            boxes.edge_color = kwargs["edge_color"]
-        boxes.refresh_text()
-        if mask is not None:
-            mask.data = np.asarray(findings.label_mask).astype(np.int32)
-        return True
+        with self.writing():
+            if boxes is not None:
+                boxes.data = []
+                boxes.text.visible = True
+                boxes.affine = _layers.napari_affine(study.affine, 3)
+            if mask is not None:
+                mask.data = np.zeros(study.shape, np.int32)
+                mask.affine = _layers.napari_affine(study.affine, 3)
+        self._raise_results()
+        if boxes is None or mask is None:
+            self._staged(
+                [lambda: self._result_layer("mask", study), lambda: self._result_layer("boxes", study)]
+            )
+
+    def _result_layer(self, role: str, study: Study | None = None) -> Any:
+        """The boxes or mask layer, made empty on the study grid if it is not there yet (make the
+        mask first: a new layer goes on top, and boxes belong above the mask)."""
+        layer = self.layer_with_role(role)
+        study = study or self.state.study
+        if layer is not None or study is None:
+            return layer
+        if role == "boxes":
+            tup = _layers.boxes_layer([], study.affine)
+        else:
+            tup = _layers.mask_layer(np.zeros(study.shape, np.int32), study.affine)
+        self._adopting = True
+        try:
+            (layer,) = self.add_tuples([tup])
+        finally:
+            self._adopting = False
+        return layer
+
+    def _raise_results(self) -> None:
+        """Keep boxes above the mask above everything else (a new study's images come on top)."""
+        layers = self.viewer.layers
+        for role in ("mask", "boxes"):
+            layer = self.layer_with_role(role)
+            if layer is not None and layers.index(layer) != len(layers) - 1:
+                layers.move(layers.index(layer), len(layers))
+
+    def _show_findings(self, findings: Findings | None) -> None:
+        prepared, self._prebuilt = self._prebuilt, None
+        self._steps = []  # a newer result replaces steps still pending for an older one
+        if findings is None:
+            self._write_mask(None)
+            self._write_boxes(_layers.PreparedResults.empty(), 0, None)
+            self._write_box_labels(_layers.PreparedResults.empty())
+            self.remove_roles("heatmap")
+            return
+        if prepared is None:
+            prepared = _layers.prepare_results(findings, make_heatmap_layers=False)
+            self._write_mask(prepared)
+            self._write_boxes(prepared, 0, None)
+            self._write_box_labels(prepared)
+            self._write_heatmaps(prepared, findings, staged=False)
+            return
+        steps: list[Callable[[], Any]] = [lambda: self._write_mask(prepared)]
+        n, chunk = len(prepared.rects), _layers.BOX_CHUNK
+        steps += [lambda a=a: self._write_boxes(prepared, a, a + chunk) for a in range(0, max(n, 1), chunk)]
+        steps.append(lambda: self._write_box_labels(prepared))
+        self._staged(steps + self._write_heatmaps(prepared, findings, staged=True))
+
+    def _write_mask(self, prepared: _layers.PreparedResults | None) -> None:
+        mask = self._result_layer("mask")
+        if mask is None:
+            return
+        if prepared is not None and prepared.label_mask is not None:
+            data = prepared.label_mask
+        elif mask.data.any():
+            data = np.zeros(mask.data.shape, np.int32)
+        else:
+            return
+        with self.writing():
+            mask.data = data
+
+    def _write_boxes(self, prepared: _layers.PreparedResults, start: int, stop: int | None) -> None:
+        """Rectangles ``start:stop`` of ``prepared`` (all when ``stop`` is None); the first chunk
+        replaces what was there, the others are added to it."""
+        boxes = self._result_layer("boxes")
+        if boxes is None:
+            return
+        rects = prepared.rects[start:stop]
+        colors = prepared.edge_colors[start:stop]
+        with self.writing():
+            if start == 0:
+                if stop is not None:
+                    boxes.text.visible = False  # labels appear with the last chunk's features
+                boxes.data = [(r, "rectangle") for r in rects]
+                if rects:
+                    boxes.edge_width = 1.5
+                    boxes.edge_color = colors
+            elif rects:
+                boxes.add(rects, shape_type="rectangle", edge_width=1.5, edge_color=colors)
+
+    def _write_box_labels(self, prepared: _layers.PreparedResults) -> None:
+        boxes = self._result_layer("boxes")
+        if boxes is None:
+            return
+        with self.writing():
+            boxes.features = prepared.features
+            boxes.text.visible = True
+            boxes.refresh_text()
+
+    def _write_heatmaps(
+        self, prepared: _layers.PreparedResults, findings: Findings, *, staged: bool
+    ) -> list[Callable[[], Any]]:
+        """Keep heatmap layers whose name is still in the findings (new data written in), add the
+        new ones, remove the others. Staged: return the additions as steps instead."""
+        wanted = {_layers.heatmap_name(h): h for h in findings.heatmaps}
+        have = {lay.name: lay for lay in self.layers_with_role("heatmap")}
+        for name, layer in have.items():
+            if name not in wanted:
+                self.viewer.layers.remove(layer)
+            elif layer.data is not wanted[name].data:
+                layer.data = np.asarray(wanted[name].data, dtype=np.float32)
+        made = dict(zip((_layers.heatmap_name(h) for h in findings.heatmaps), prepared.heatmap_layers))
+        missing = [h for h in findings.heatmaps if _layers.heatmap_name(h) not in have]
+
+        def add(heatmap: Any) -> None:
+            layer = made.get(_layers.heatmap_name(heatmap))
+            if layer is None:
+                self.add_tuples([_layers.heatmap_layer(heatmap, reference=findings.affine)])
+            else:
+                self.viewer.add_layer(layer)
+
+        steps = [lambda h=h: add(h) for h in missing]
+        if staged:
+            return steps
+        for step in steps:
+            step()
+        return []
 
     def _update_title(self, *_: Any) -> None:
         study = self.state.study

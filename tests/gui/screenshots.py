@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         models.set_chosen([i.name for i in infos if not i.name.endswith("pair")])
         job = models.run()
         _wait(app, job)
+        while dock.results_pending:  # the results are written into the layers in small steps
+            _settle(app, 0.05)
         print(f"models: {job.outcome} - {models.step_label.text()}", file=sys.stderr)
     if dock.state.findings is None:
         from napari_breastmri.io.export import findings_from_truth

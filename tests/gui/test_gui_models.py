@@ -27,6 +27,7 @@ def test_run_demo_models_from_the_dock(dock, qtbot):
     assert job is not None
     qtbot.waitUntil(lambda: job.finished_at is not None, timeout=240_000)
     assert job.outcome == "done", models.step_label.text()
+    qtbot.waitUntil(lambda: not widget.results_pending, timeout=10_000)  # written in small steps
     findings = widget.state.findings
     assert findings is not None and "Done in" in models.step_label.text()
     assert widget.sections["Findings"].table.rowCount() == len(findings.lesions)
@@ -73,6 +74,7 @@ def test_dock_runs_the_real_pipeline_on_toy_packages(dock, qtbot, tmp_path, monk
     job = models.run()
     qtbot.waitUntil(lambda: job.finished_at is not None, timeout=120_000)
     assert job.outcome == "done", models.step_label.text()
+    qtbot.waitUntil(lambda: not widget.results_pending, timeout=10_000)
     findings = widget.state.findings
     assert len(findings.lesions) == 1 and "pcr" in findings.case_predictions
     bbox = findings.lesions[0].bbox

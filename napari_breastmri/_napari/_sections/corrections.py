@@ -169,7 +169,8 @@ class CorrectionsSection(Section):
 
     def _on_boxes(self, event: Any) -> None:
         action = str(getattr(event, "action", "changed")).lower()
-        if self._syncing or self.session is None or "ing" in action:  # adding/removing/changing: wait
+        if self._syncing or self.dock.writing_layers or self.session is None or "ing" in action:
+            # the dock's own writes (a run's results) are not edits; adding/removing/changing: wait
             return
         removed = list(getattr(event, "data_indices", ()) or ()) if "remov" in action else []
         layer = self.dock.layer_with_role("boxes")

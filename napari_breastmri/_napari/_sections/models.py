@@ -14,26 +14,15 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QListWidget, QListWidgetItem, QProgressBar
 
 from ...types import DEMO_LABEL, Findings, Progress
+from .._layers import prepare_results
 from ._base import Section
+from .predictions import PredictionsSection
 
 
 def package_label(info: Any) -> str:
     """'name v1.0 - detect/lesion [synthetic demo - not for clinical use]' (pure)."""
     demo = f"  [{DEMO_LABEL}]" if getattr(info, "demo", False) else ""
     return f"{info.name} v{info.version} - {info.task}/{info.target}{demo}"
-
-
-def prebuild_layers(findings: Findings) -> list[Any]:
-    """The findings' napari layers, built in the worker: a Shapes layer with hundreds of labelled
-    rectangles and a full-size Labels layer take a good part of a second to construct, which
-    would otherwise stall the UI thread when the run ends."""
-    from napari.layers import Layer
-
-    from .. import _layers
-
-    return [
-        Layer.create(data, dict(kwargs), kind) for data, kwargs, kind in _layers.findings_layers(findings)
-    ]
 
 
 class ModelsSection(Section):
@@ -116,6 +105,7 @@ class ModelsSection(Section):
         follow_up = study.meta.get("follow_up_study")
         clock = ProgressClock()
         started = time.monotonic()
+        bars_size = self.dock.sections["Predictions"].canvas.size_px()
 
         def factory(should_cancel):
             from ...inference.pipeline import analyze
@@ -123,21 +113,25 @@ class ModelsSection(Section):
 
             packages = [load_package(info.path) for info in infos]
             findings = yield from analyze(study, packages, follow_up=follow_up, should_cancel=should_cancel)
-            return findings, prebuild_layers(findings)
+            # everything the viewer shows is made here, off the UI thread: layer data and the
+            # prediction bars' pixels; the UI thread then only writes them in, in small steps
+            yield Progress("display", 1.0, "preparing the layers")
+            return findings, prepare_results(findings), PredictionsSection.prerender(findings, bars_size)
 
         def progress(step: Progress) -> None:
             self.bar.setValue(int(1000 * min(max(step.fraction, 0.0), 1.0)))
             self.step_label.setText(clock.text(step))
 
-        def done(result: tuple[Findings, list[Any]]) -> None:
-            findings, layers = result
+        def done(result: tuple[Findings, Any, Any]) -> None:
+            findings, prepared, bars = result
             self.last_run_seconds = time.monotonic() - started
             self.bar.setValue(1000)
             device = f" on {findings.device}" if findings.device else ""
             self.step_label.setText(
                 f"Done in {self.last_run_seconds:.1f} s{device}: {len(findings.lesions)} lesion(s)."
             )
-            self.dock.set_findings(findings, prebuilt=layers)
+            self.dock.sections["Predictions"].use_prerendered(bars)
+            self.dock.set_findings(findings, prebuilt=prepared)
 
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QComboBox, QDialog, QTextBrowser, QVBoxLayout
 
 from ...types import DEMO_LABEL, Findings
 from .. import _plots
+from .._figure_view import FigureView
 from ._base import Section
 
 
@@ -18,11 +19,19 @@ def card_html(card_text: str, demo: bool) -> str:
     return f"{banner}<pre>{html.escape(card_text)}</pre>"
 
 
+def bars_plot(findings: Findings | None) -> Any:
+    """The draw function of the probability bars for these findings (pure)."""
+    preds = dict(findings.case_predictions) if findings is not None else {}
+    return lambda fig: _plots.prediction_bars(fig, preds)
+
+
 class PredictionsSection(Section):
     title = "Predictions"
 
     def build(self) -> None:
-        self.canvas = _plots.canvas(3.6, 2.6)
+        self.canvas = FigureView(2.6)
+        self._shown: Any = ()  # the case_predictions object on screen (skip redraws of the same)
+        self._prerendered: Any = None
         self.column.addWidget(self.canvas)
         self.demo_label = self.label("")
         self.card_choice = QComboBox()
@@ -31,10 +40,28 @@ class PredictionsSection(Section):
         self.state.findings_changed.connect(self.refresh)
         self.refresh(None)
 
+    @staticmethod
+    def prerender(findings: Findings, size: tuple[int, int, float]) -> tuple[Any, Any, Any, int, Any]:
+        """Worker side of a model run: (draw, figure, rgba, width, predictions) for ``findings`` at
+        ``size`` (read on the UI thread before the run); :meth:`use_prerendered` takes it."""
+        draw = bars_plot(findings)
+        fig, rgba = _plots.render_rgba(draw, *size)
+        return (draw, fig, rgba, size[0], findings.case_predictions)
+
+    def use_prerendered(self, rendered: tuple[Any, Any, Any, int, Any]) -> None:
+        """The next refresh for these predictions shows these pixels instead of drawing."""
+        self._prerendered = rendered
+
     def refresh(self, findings: Findings | None) -> None:
-        preds = findings.case_predictions if findings is not None else {}
-        _plots.prediction_bars(self.canvas.figure, preds)
-        self.canvas.draw_idle()
+        preds = findings.case_predictions if findings is not None else None
+        pre, self._prerendered = self._prerendered, None
+        if pre is not None and pre[4] is preds:
+            self.canvas.show_rendered(pre[0], pre[1], pre[2], width=pre[3])
+            self._shown = preds
+        elif preds is not self._shown or self.canvas.figure is None:
+            # a correction re-publishes the same predictions object: nothing to redraw then
+            self.canvas.set_plot(bars_plot(findings))
+            self._shown = preds
         self.card_choice.clear()
         runs = findings.models if findings is not None else []
         for run in runs:

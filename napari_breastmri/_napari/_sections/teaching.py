@@ -36,6 +36,10 @@ class TeachingSection(Section):
             ),
             ("Next round", self.next_round, "Hide the answers again for the next question"),
         )
+        self.label(
+            "Panels: the subtraction | the model's heatmap on the first post-contrast phase | "
+            "curve types on it (blue persistent, yellow plateau, red washout)."
+        )
         self.result = self.label("Guess first: the model's answer stays hidden until you submit.")
         self.session = GuessSession()
         self.revealed = True
@@ -62,7 +66,12 @@ class TeachingSection(Section):
         self.side_by_side()
 
     def side_by_side(self) -> None:
-        """Grid: subtraction | heatmap (if any) | kinetic map (curve types)."""
+        """Grid: subtraction | heatmap on post1 (if any) | curve types on post1.
+
+        napari's grid shows one layer per panel, so an overlay layer would sit on black; the
+        heatmap and kinetic panels are therefore composites (the first post-contrast phase in
+        grey with the map blended in, see :func:`._layers.heatmap_composite`), so students see
+        where the map lies."""
         study = self.state.study
         if study is None:
             return
@@ -77,22 +86,28 @@ class TeachingSection(Section):
         tuples.append(sub)
         findings = self.state.findings
         if findings is not None and findings.heatmaps:
-            hm = _layers.heatmap_layer(findings.heatmaps[-1], reference=study.affine)
-            hm[1].update(
-                name="teaching heatmap",
-                blending="translucent",
-                opacity=1.0,
-                metadata=_layers._meta("teaching", panel="heatmap"),
+            heatmap = findings.heatmaps[-1]
+            tuples.append(
+                _layers.heatmap_composite(
+                    heatmap,
+                    study,
+                    name=f"teaching heatmap ({heatmap.method}, {heatmap.target}) on post1",
+                    role="teaching",
+                    panel="heatmap",
+                )
             )
-            tuples.append(hm)
         try:
             from ... import kinetics as k
 
-            ct = _layers.kinetic_map_layer("curve_type", k.curve_types(study), study.affine)
-            ct[1].update(
-                name="teaching curve type", opacity=1.0, metadata=_layers._meta("teaching", panel="curve")
+            tuples.append(
+                _layers.curve_type_composite(
+                    k.curve_types(study),
+                    study,
+                    name="teaching curve type on post1",
+                    role="teaching",
+                    panel="curve",
+                )
             )
-            tuples.append(ct)
         except Exception as exc:  # kinetics may refuse the study: teach with what there is
             self.result.setText(f"No kinetic map: {exc}")
         self.dock.add_tuples(tuples)
