@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import napari
 
 APP_TITLE = "Breast DCE-MRI"
+#: characters of the box labels ("#3 0.87 accepted", "truth #1"), rendered ahead (see _warm_glyph)
+GLYPHS = "#0123456789. acceptedrejectedaddedtruth"
 
 
 class BreastMRIWidget(QWidget):
@@ -44,6 +46,7 @@ class BreastMRIWidget(QWidget):
         self.writing_layers = False  # True while the dock itself rewrites result layers
         self._prebuilt: _layers.PreparedResults | None = None
         self._steps: list[Callable[[], Any]] = []
+        self._hidden: dict[Any, bool] = {}  # result layers hidden while written: their visibility
         self._step_timer = QTimer(self)
         self._step_timer.setSingleShot(True)
         self._step_timer.setInterval(0)
@@ -76,6 +79,11 @@ class BreastMRIWidget(QWidget):
         self.state.findings_changed.connect(self._show_findings)
         self.state.findings_changed.connect(lambda *_: QTimer.singleShot(0, self.relayout))
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._glyphs = list(dict.fromkeys(GLYPHS))
+        self._glyph_timer = QTimer(self)
+        self._glyph_timer.setInterval(20)
+        self._glyph_timer.timeout.connect(self._warm_glyph)
+        self._glyph_timer.start()
         for layer in list(self.viewer.layers):  # a case opened before the dock was
             self._adopt(layer)
 
@@ -200,6 +208,46 @@ class BreastMRIWidget(QWidget):
         if self._steps:
             self._step_timer.start()
 
+    def _drop_steps(self) -> None:
+        """Forget pending steps; layers hidden for writing get their visibility back."""
+        self._steps = []
+        hidden, self._hidden = self._hidden, {}
+        for layer, visible in hidden.items():
+            if layer in self.viewer.layers:
+                layer.visible = visible
+
+    def _hide_while_writing(self, *roles: str) -> None:
+        """Hide result layers while they are written in steps: napari neither slices an invisible
+        layer nor redraws the canvas for it, so a step costs only its data write; they are shown
+        again (one slice and one frame each) by :meth:`_show_written`."""
+        for role in roles:
+            layer = self._result_layer(role)
+            if layer is not None and layer not in self._hidden:
+                self._hidden[layer] = layer.visible
+                layer.visible = False
+
+    def _show_written(self, role: str) -> None:
+        layer = self.layer_with_role(role)
+        if layer is not None and layer in self._hidden:
+            layer.visible = self._hidden.pop(layer)
+
+    def _warm_glyph(self) -> None:
+        """Render one label character into the canvas's font atlas while the UI is idle.
+
+        napari draws text from a signed-distance-field atlas it fills on first use, about 15 ms
+        per character on the UI thread; the first box labels after a run would otherwise pay for
+        all of them in one frame. Uses napari's canvas font (not public API): if that changes,
+        only this warm-up is lost."""
+        if not self._glyphs or self._closing():
+            self._glyph_timer.stop()
+            return
+        char = self._glyphs.pop(0)
+        try:
+            info = self.viewer.window._qt_viewer.canvas.font_info()
+            info.font_manager.get_font(info.face)[char]
+        except Exception:  # a napari without this font manager: no warm-up, nothing else lost
+            self._glyphs = []
+
     @property
     def results_pending(self) -> bool:
         """True while a run's results are still being written into the layers (a few turns)."""
@@ -213,6 +261,8 @@ class BreastMRIWidget(QWidget):
             self._steps = []
             return
         step()
+        if not self._steps:
+            self._hidden = {}
         if self._steps:
             self._step_timer.start()
 
@@ -222,7 +272,7 @@ class BreastMRIWidget(QWidget):
 
     def _ready_result_layers(self, study: Study | None) -> None:
         """A study opened: empty the result layers for it now, or make them in the next turns."""
-        self._steps = []  # drop steps still pending for the previous case
+        self._drop_steps()  # steps still pending for the previous case
         if study is None:
             return
         boxes, mask = self.layer_with_role("boxes"), self.layer_with_role("mask")
@@ -268,7 +318,7 @@ class BreastMRIWidget(QWidget):
 
     def _show_findings(self, findings: Findings | None) -> None:
         prepared, self._prebuilt = self._prebuilt, None
-        self._steps = []  # a newer result replaces steps still pending for an older one
+        self._drop_steps()  # a newer result replaces steps still pending for an older one
         if findings is None:
             self._write_mask(None)
             self._write_boxes(_layers.PreparedResults.empty(), 0, None)
@@ -282,10 +332,17 @@ class BreastMRIWidget(QWidget):
             self._write_box_labels(prepared)
             self._write_heatmaps(prepared, findings, staged=False)
             return
-        steps: list[Callable[[], Any]] = [lambda: self._write_mask(prepared)]
+        steps: list[Callable[[], Any]] = [
+            lambda: self._hide_while_writing("mask", "boxes"),
+            lambda: self._write_mask(prepared),
+        ]
         n, chunk = len(prepared.rects), _layers.BOX_CHUNK
         steps += [lambda a=a: self._write_boxes(prepared, a, a + chunk) for a in range(0, max(n, 1), chunk)]
-        steps.append(lambda: self._write_box_labels(prepared))
+        steps += [
+            lambda: self._write_box_labels(prepared),
+            lambda: self._show_written("mask"),
+            lambda: self._show_written("boxes"),
+        ]
         self._staged(steps + self._write_heatmaps(prepared, findings, staged=True))
 
     def _write_mask(self, prepared: _layers.PreparedResults | None) -> None:
@@ -303,22 +360,26 @@ class BreastMRIWidget(QWidget):
 
     def _write_boxes(self, prepared: _layers.PreparedResults, start: int, stop: int | None) -> None:
         """Rectangles ``start:stop`` of ``prepared`` (all when ``stop`` is None); the first chunk
-        replaces what was there, the others are added to it."""
+        replaces what was there, the others are added to it. One ``add`` call per chunk with its
+        colours and width: each separate property write is another round of napari events."""
         boxes = self._result_layer("boxes")
         if boxes is None:
             return
         rects = prepared.rects[start:stop]
-        colors = prepared.edge_colors[start:stop]
         with self.writing():
             if start == 0:
                 if stop is not None:
                     boxes.text.visible = False  # labels appear with the last chunk's features
-                boxes.data = [(r, "rectangle") for r in rects]
-                if rects:
-                    boxes.edge_width = 1.5
-                    boxes.edge_color = colors
-            elif rects:
-                boxes.add(rects, shape_type="rectangle", edge_width=1.5, edge_color=colors)
+                if len(boxes.data):
+                    boxes.data = []
+            if rects:
+                boxes.add(
+                    rects,
+                    shape_type="rectangle",
+                    edge_width=1.5,
+                    edge_color=prepared.edge_colors[start:stop],
+                    face_color="transparent",
+                )
 
     def _write_box_labels(self, prepared: _layers.PreparedResults) -> None:
         boxes = self._result_layer("boxes")

@@ -12,6 +12,7 @@ windows) and the worker is also asked to quit at its next yield; whichever comes
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -81,6 +82,26 @@ class Job:
         self.worker.quit()
 
 
+#: while a worker runs, the UI thread waits at most this long for the interpreter lock (CPython's
+#: default is 5 ms; every Qt call that releases the lock may wait that long again, so a paint
+#: made of many calls took several times its own CPU time while a model ran in the worker)
+UI_SWITCH_INTERVAL_S = 0.001
+_switch = {"jobs": 0, "before": None}
+
+
+def _fast_switching(on: bool) -> None:
+    """Shorten the interpreter's thread switch interval while at least one job runs."""
+    if on:
+        if _switch["jobs"] == 0:
+            _switch["before"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch["before"], UI_SWITCH_INTERVAL_S))
+        _switch["jobs"] += 1
+    elif _switch["jobs"] > 0:
+        _switch["jobs"] -= 1
+        if _switch["jobs"] == 0 and _switch["before"] is not None:
+            sys.setswitchinterval(_switch["before"])
+
+
 def _drive(factory: GenFactory, cancel_event: threading.Event):
     """The worker body: build the generator in the thread (heavy imports happen there too)."""
     gen = factory(cancel_event.is_set)
@@ -134,6 +155,7 @@ def start(
 
     def _finished() -> None:
         job.finished_at = time.monotonic()
+        _fast_switching(False)
         if job.running:  # quit() before the first yield ends without aborted/returned
             _aborted()
         if on_finished is not None:
@@ -144,6 +166,7 @@ def start(
     worker.errored.connect(_errored)
     worker.aborted.connect(_aborted)
     worker.finished.connect(_finished)
+    _fast_switching(True)
     worker.start()
     return job
 

@@ -40,10 +40,16 @@ def test_worker_cancel_stops_within_a_second_and_returns_nothing(qtbot):
 
 
 def test_worker_delivers_result_and_errors(qtbot):
+    import sys
+
     results, errors = [], []
+    before = sys.getswitchinterval()
     job = _worker.start(_slow(n=5, pause=0.01), on_result=results.append, on_error=errors.append)
+    # while it runs the UI thread gets the interpreter lock back within 1 ms; restored afterwards
+    assert sys.getswitchinterval() <= _worker.UI_SWITCH_INTERVAL_S
     qtbot.waitUntil(lambda: job.finished_at is not None, timeout=5000)
     assert results == ["result"] and job.outcome == "done"
+    assert sys.getswitchinterval() == before
     job = _worker.start(_slow(n=5, pause=0.01, fail=True), on_result=results.append, on_error=errors.append)
     qtbot.waitUntil(lambda: job.finished_at is not None, timeout=5000)
     assert isinstance(errors[0], MissingPhases) and job.outcome == "failed"
