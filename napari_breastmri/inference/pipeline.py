@@ -290,7 +290,8 @@ def analyze(
         if pkg.card.needs_lesion:
             centre, note = lesion_roi_centre(findings, study)
             if centre is None:
-                findings.warnings.append(f"{pkg.label} was not run: {note}")
+                problems.append(IncompatibleModel(f"Model {pkg.label} was not run: {note}"))
+                findings.warnings.append(str(problems[-1]))
                 continue
         try:
             lesions, labels, pred, run = yield from prog.scaled(
@@ -326,6 +327,8 @@ def analyze(
             )
             findings.case_predictions[key] = pred
         findings.models.append(run)
+    if not findings.models and problems:  # nothing could run: say why rather than return nothing
+        raise problems[-1]
     if findings.models:
         findings.device = ", ".join(sorted({m.device for m in findings.models}))
     if explain:

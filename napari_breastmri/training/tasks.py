@@ -165,16 +165,18 @@ TASKS: dict[str, TaskSpec] = {
         name="demo-lesion-seg",
         card_task="segment",
         target="lesion",
-        channels=["pre", "post1", "sub1"],
+        # the late subtraction shows the slowly enhancing (persistent) masses that the early one
+        # barely shows: without it the detector missed most fibroadenomas
+        channels=["pre", "sub1", "sub_last"],
         classes=["lesion"],
-        description="Lesion detection and segmentation: a small 3D U-Net on pre, post1 and the first subtraction",
+        description="Lesion detection and segmentation: a small 3D U-Net on pre and the early and late subtractions",
         spacing_mm=[2.0, 1.6, 1.6],
         patch_size=[32, 96, 96],
         features=[8, 16, 32, 64],
         dropout=0.0,
         activation="sigmoid",
         min_lesion_ml=0.05,
-        default_epochs=100,
+        default_epochs=150,
         batch_size=16,
     ),
     "subtype": _region_task(
@@ -218,14 +220,15 @@ TASKS: dict[str, TaskSpec] = {
         name="demo-screening",
         card_task="classify",
         target="screening",
-        channels=["post1", "sub1"],
+        # early and late subtractions: malignant enhancement washes out or plateaus, most benign
+        # enhancement persists, and from the early phase alone the model could not tell them apart
+        channels=list(_CLASSIFIER_INPUT),
         classes=CLASSES["screening"],
-        description="Screening triage (normal or needs review) from the first post-contrast phase",
+        description="Screening triage (normal or needs review) from the pre-contrast phase and early/late subtractions",
         resize_to=[32, 96, 96],
         features=[8, 16, 32, 64],
         default_epochs=40,
         batch_size=16,
-        normalisation={"method": "percentile", "lower": 1, "upper": 99, "reference": "post1"},
     ),
 }
 

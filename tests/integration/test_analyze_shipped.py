@@ -34,14 +34,17 @@ def test_all_shipped_packages_run_on_a_phantom_case() -> None:
     from napari_breastmri.phantom import generate_case
 
     torch.set_num_threads(2)
-    case = generate_case(11, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6), longitudinal=True)
+    # a case with a cancer, so the detector finds an index lesion for the region-reading models
+    case = generate_case(11, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6), longitudinal=True, cancer=True)
     pkgs = [load_package(i.path, origin="shipped") for i in SHIPPED if i.task != "interactive-segment"]
     findings = progress.run(analyze_all(case, pkgs))
+    assert findings.lesions, "the demo detector found no lesion on a case with a cancer"
     assert {m.name for m in findings.models} == {p.card.name for p in pkgs}
     assert all(m.demo and m.device == "cpu" for m in findings.models)
+    by_model = {pred.model: pred for pred in findings.case_predictions.values()}
     for p in pkgs:
         if p.card.task == "classify":
-            pred = findings.case_predictions[p.card.target]
+            pred = by_model[p.card.label]
             assert set(pred.probabilities) == set(p.card.outputs.classes)
             if p.card.outputs.activation == "softmax":
                 assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-3)

@@ -1,0 +1,98 @@
+"""What the training loops feed the networks: region samples centred on the index lesion, shifts
+that move content without wrapping it round, hard-negative centres off the lesion, a learning-rate
+schedule that survives a time cap, and a parallel phantom cache that gives the same samples."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from napari_breastmri.geometry import resample_to_grid
+from napari_breastmri.inference.preprocess import box_centre_world
+from napari_breastmri.training import data as D
+from napari_breastmri.training import loops
+from napari_breastmri.training.tasks import get_task
+
+
+def test_region_samples_are_centred_on_the_index_lesion() -> None:
+    raw = D.phantom_case(900_000_003, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6))
+    card = get_task("subtype").parsed_card()
+    sample = D.make_sample(raw, card)
+    assert raw.index_box is not None and sample.label is not None
+    assert sample.x.shape == (3, *card.inputs.resize_to)
+    centre = box_centre_world(raw.index_box, raw.study.affine)
+    grid_centre = sample.affine @ np.append((np.array(sample.x.shape[1:]) - 1) / 2.0, 1.0)
+    assert np.allclose(grid_centre[:3], centre, atol=1e-6)
+    # the index lesion's own mask, carried onto the region grid, sits in the middle of it
+    z0, y0, x0, z1, y1, x1 = raw.index_box
+    inside = raw.label_mask[z0:z1, y0:y1, x0:x1]
+    index_label = int(np.bincount(inside[inside > 0].ravel()).argmax())  # the label filling its box
+    lesion = resample_to_grid(
+        (raw.label_mask == index_label).astype(np.float32),
+        raw.study.affine,
+        sample.affine,
+        sample.x.shape[1:],
+    )
+    com = np.array(ndimage.center_of_mass(lesion))
+    assert np.all(np.abs(com - (np.array(sample.x.shape[1:]) - 1) / 2) <= 2.0)
+    assert float(sample.x[1][lesion > 0.5].mean()) > float(sample.x[1].mean())  # it enhances
+
+
+def test_a_case_without_a_lesion_is_kept_out_of_region_training() -> None:
+    raw = D.RawCase("empty", D.phantom_case(7, shape=(16, 64, 64)).study, labels={"subtype": "luminal_a"})
+    sample = D.make_sample(raw, get_task("subtype").parsed_card())
+    assert sample.label is None  # _stack drops unlabelled samples
+
+
+def test_shift_moves_content_and_fills_with_zeros() -> None:
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5) + 1
+    out = loops._shift_zero(x, (1, -2, 0))
+    assert torch.equal(out[:, 1:, :2, :], x[:, :2, 2:, :])
+    assert float(out[:, 0].abs().sum()) == 0 and float(out[:, :, 2:].abs().sum()) == 0
+    assert torch.equal(loops._shift_zero(x, (0, 0, 0)), x)
+
+
+def test_hard_negatives_are_bright_and_off_the_lesion() -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros((3, 10, 20, 20), np.float32)
+    x[1, 2:4, 2:6, 2:6] = 5.0  # "heart": bright, not lesion
+    x[1, 6:8, 10:14, 10:14] = 5.0  # the lesion
+    mask = np.zeros((10, 20, 20), np.uint8)
+    mask[6:8, 10:14, 10:14] = 1
+    sample = D.Sample("c", x, np.eye(4), mask=mask)
+    centres = loops._hard_negative_centres(sample, ["pre", "sub1", "sub_last"], rng)
+    assert len(centres) > 0
+    assert all(mask[tuple(c)] == 0 and x[1][tuple(c)] == 5.0 for c in centres)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_whatever_the_step_count() -> None:
+    for steps in (31, 100, 2812):
+        lrs = [loops._lr_at(s, steps, 3e-3) for s in range(steps)]
+        peak = int(np.argmax(lrs))
+        assert lrs[peak] == pytest.approx(3e-3) and peak <= 0.1 * steps + 1
+        assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+        assert lrs[-1] < 0.01 * 3e-3 or steps < 40
+        assert all(math.isfinite(v) and v > 0 for v in lrs[:-1])
+
+
+@pytest.mark.slow
+def test_parallel_cache_gives_the_same_samples_as_sequential(tmp_path: Path) -> None:
+    cards = {"seg": get_task("seg").parsed_card(), "subtype": get_task("subtype").parsed_card()}
+    kw = {"shape": (16, 64, 64), "spacing": (3.0, 3.2, 3.2)}
+    seeds = [11, 12]
+    progress_seen = list(
+        D.fill_phantom_cache(seeds, cards, cache_dir=tmp_path / "par", phantom_kwargs=kw, workers=2)
+    )
+    assert [p.fraction for p in progress_seen] == [0.5, 1.0]
+    par = list(D.phantom_sample_sets(seeds, cards, cache_dir=tmp_path / "par", phantom_kwargs=kw))
+    seq = list(D.phantom_sample_sets(seeds, cards, cache_dir=tmp_path / "seq", phantom_kwargs=kw))
+    for a, b in zip(par, seq):
+        for key in cards:
+            assert np.array_equal(a[key].x, b[key].x) and a[key].label == b[key].label
+    # a filled cache needs no second fill
+    assert list(D.fill_phantom_cache(seeds, cards, cache_dir=tmp_path / "par", phantom_kwargs=kw)) == []
