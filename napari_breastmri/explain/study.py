@@ -207,6 +207,7 @@ def explain_study(
     scores: str = "fast",
     truth_mask: np.ndarray | None = None,
     keep: bool = False,
+    follow_up: Study | None = None,
 ) -> Generator[Progress, None, Heatmap | Explained | None]:
     """A heatmap of ``package`` on ``study`` for ``target``, on the study grid, in [0, 1].
 
@@ -218,6 +219,7 @@ def explain_study(
     order and the randomisation check). ``truth_mask`` (study grid) adds the pointing game.
     Returns None (with a warning in ``findings``) when a segmenter/detector found no lesion.
     ``keep=True`` returns an :class:`Explained` with the model-grid map and curves as well.
+    ``follow_up`` is the early-treatment exam, for models that compare two exams.
     """
     import torch
 
@@ -240,7 +242,9 @@ def explain_study(
             if findings is not None:
                 findings.warnings.append(f"No heatmap for {card.label}: {note}")
             return None
-        x, m_affine = pkg.prepare_input(study, None, centre)
+        x, m_affine = pkg.prepare_input(study, follow_up, centre)
+    elif follow_up is not None:
+        x, m_affine = pkg.prepare_input(study, follow_up)
     else:
         x, m_affine = pkg.prepare_input(study)
     x = x.detach().clone().float()

@@ -332,7 +332,7 @@ def analyze(
     if findings.models:
         findings.device = ", ".join(sorted({m.device for m in findings.models}))
     if explain:
-        yield from _explain(study, runnable, findings, explain, should_cancel, dev)
+        yield from _explain(study, runnable, findings, explain, should_cancel, dev, follow_up)
     yield Progress("analyze", 1.0, "done")
     return findings
 
@@ -344,6 +344,7 @@ def _explain(
     explain: str | Sequence[str] | bool,
     should_cancel: Callable[[], bool] | None,
     device: torch.device | None = None,
+    follow_up: Study | None = None,
 ) -> Generator[Progress, None, None]:
     """Heatmaps for packages that name a CAM layer, through the explain area's explain_study."""
     try:
@@ -355,12 +356,15 @@ def _explain(
         return
     methods = ["gradcam"] if explain is True else [explain] if isinstance(explain, str) else list(explain)
     todo = [(p, m) for p in pkgs if p.card.cam.target_layer for m in methods]
+    pair = {"follow_up": follow_up} if follow_up is not None else {}  # only pair models need it
     for i, (pkg, method) in enumerate(todo):
         _check_cancel(should_cancel)
         lo, hi = 0.8 + 0.2 * i / len(todo), 0.8 + 0.2 * (i + 1) / len(todo)
         try:
             heatmap = yield from prog.scaled(
-                explain_study(study, pkg, findings, method=method, device=device), lo, hi
+                explain_study(study, pkg, findings, method=method, device=device, **pair),
+                lo,
+                hi,
             )
         except Cancelled:
             raise

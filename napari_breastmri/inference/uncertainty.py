@@ -77,6 +77,10 @@ def predict_passes(
     xb = x[None]
     runs: list[np.ndarray] = []
     if method == "mc_dropout":
+        # a network whose dropout is all in a head (it says so by having ``dropout_head``) runs
+        # its convolutions once; each pass then re-runs only the head on those features
+        split = hasattr(net, "features") and hasattr(net, "dropout_head")
+        feats = net.features(xb) if split else None
         with dropout_active(net) as n_layers:
             if n_layers == 0:
                 method, passes = "none", 1
@@ -85,7 +89,11 @@ def predict_passes(
                 if should_cancel is not None and should_cancel():
                     raise Cancelled("Inference was cancelled; no findings were kept.")
                 k = min(batch_size, passes - done)
-                runs.append(activate(net(xb.expand(k, *x.shape)), activation).cpu().numpy())
+                if feats is not None:
+                    out = net.dropout_head(feats.expand(k, *feats.shape[1:]))
+                else:
+                    out = net(xb.expand(k, *x.shape))
+                runs.append(activate(out, activation).cpu().numpy())
                 done += k
                 yield Progress("classify", done / passes, f"MC dropout pass {done}/{passes}")
         if method == "mc_dropout":

@@ -109,11 +109,22 @@ class CaseClassifier(nn.Module):
         x = self.pool(self.block3(x))
         return self.block4(x)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Uncalibrated logits (what training optimises)."""
-        f = self.features(x)
+    def head_logits(self, f: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits from the last block's activation: pooling, dropout, linear."""
         pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
         return self.fc(self.dropout(pooled))
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (what training optimises)."""
+        return self.head_logits(self.features(x))
+
+    def dropout_head(self, f: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits from :meth:`features`; all of the network's dropout is in here.
+
+        Why: MC dropout then needs the convolutions once and only this head per pass, which makes
+        20 passes cost about one (see inference.uncertainty.predict_passes).
+        """
+        return self.head_logits(f) / self.temperature
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x) / self.temperature
+        return self.dropout_head(self.features(x))

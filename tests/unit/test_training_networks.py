@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from napari_breastmri.models.networks import CaseClassifier, LesionUNet
@@ -45,3 +46,32 @@ def test_every_task_card_builds_and_names_an_existing_cam_layer() -> None:
         assert n_params * 4 < 3e6, f"{spec.key}: {n_params} parameters is not a tiny demo network"
         assert card.network.kwargs["in_channels"] == len(card.inputs.channels)
         assert card.demo and "not for clinical use" in card.intended_use
+
+
+def test_mc_dropout_on_the_head_alone_equals_full_passes() -> None:
+    """The convolutions run once when all dropout is in the head: same samples, same numbers."""
+    from napari_breastmri import progress
+    from napari_breastmri.inference.uncertainty import predict_passes
+
+    net = CaseClassifier(in_channels=2, out_channels=3, features=(4, 8, 8, 8), dropout=0.5).eval()
+
+    class Whole(torch.nn.Module):  # the same network without the head split: full passes
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    x = torch.randn(2, 8, 16, 16)
+    runs = []
+    for model in (net, Whole(net)):
+        torch.manual_seed(3)
+        with torch.inference_mode():
+            probs, method = progress.run(
+                predict_passes(model, x, method="mc_dropout", passes=10, activation="softmax")
+            )
+        runs.append(probs)
+        assert method == "mc_dropout" and probs.shape == (10, 3)
+    assert np.allclose(runs[0], runs[1], atol=1e-6)
+    assert float(runs[0].std(axis=0).max()) > 1e-4  # dropout really varied the passes
