@@ -50,7 +50,13 @@ def package_section(folder: Path) -> str:
         f"{card.description}",
         "",
         f"- channels `{card.inputs.channels}`, spacing {card.inputs.spacing_mm} mm, "
-        f"resize_to {card.inputs.resize_to}, patch {card.inputs.patch_size}; network "
+        f"resize_to {card.inputs.resize_to}, patch {card.inputs.patch_size}"
+        + (
+            f", region {card.inputs.roi['size_mm']} mm around the {card.inputs.roi['around']}"
+            if card.inputs.roi
+            else ""
+        )
+        + "; network "
         f"`{card.network.factory}` {card.network.kwargs}; CAM layer `{card.cam.target_layer}`; "
         f"uncertainty {card.uncertainty.method} x{card.uncertainty.passes}",
         f"- package size {_size(folder):.2f} MB",
