@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QLabel, QSizePolicy
 from . import _plots
 
 DrawFn = Callable[[Any], None]
+PREFERRED_WIDTH = 360  # px, as the 3.6 in matplotlib canvases it replaces
 
 
 class FigureView(QLabel):
@@ -28,7 +29,7 @@ class FigureView(QLabel):
 
     def __init__(self, height_in: float = 2.2, parent: Any = None) -> None:
         super().__init__(parent)
-        self.setAlignment(Qt.AlignCenter)
+        self.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self.setMinimumHeight(int(height_in * 80))
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setFixedHeight(int(height_in * 100))
@@ -43,8 +44,10 @@ class FigureView(QLabel):
         self._resize_timer.timeout.connect(self.render_async)
 
     def size_px(self) -> tuple[int, int, float]:
-        """Pixel size to render at (the width the layout gives, at least 300) and the DPR."""
-        return (max(self.width(), 300), self.height(), float(self.devicePixelRatioF()))
+        """Pixel size to render at (the width the layout gives once shown, else the preferred
+        width) and the device-pixel ratio."""
+        width = self.width() if self.isVisible() else PREFERRED_WIDTH
+        return (max(width, 200), self.height(), float(self.devicePixelRatioF()))
 
     def set_plot(self, draw: DrawFn, *, background: bool = False) -> None:
         """Show ``draw(fig)``; rendered now, or in a worker thread when ``background``."""
@@ -96,7 +99,9 @@ class FigureView(QLabel):
         return QSize(50, self.height())
 
     def sizeHint(self) -> QSize:
-        return QSize(max(self._rendered_width, 300), self.height())
+        # fixed, like matplotlib's canvas from its figure size: a hint that followed the last
+        # render would widen the dock after every render
+        return QSize(PREFERRED_WIDTH, self.height())
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)

@@ -362,11 +362,16 @@ def _lut(colormap: str) -> np.ndarray:
     return (colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def anatomy_grey(volume: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
-    """A volume windowed to ``limits`` as uint8 grey levels (0-255)."""
+#: brightest grey of the anatomy under a composite overlay: a little below white, so that the
+#: pale top of the heat colour map still stands out on bright tissue
+ANATOMY_PEAK = 200
+
+
+def anatomy_grey(volume: np.ndarray, limits: tuple[float, float], peak: int = 255) -> np.ndarray:
+    """A volume windowed to ``limits`` as uint8 grey levels (0-``peak``)."""
     lo, hi = limits
-    scaled = (np.asarray(volume, dtype=np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    scaled = (np.asarray(volume, dtype=np.float32) - lo) * (float(peak) / max(hi - lo, 1e-6))
+    return np.clip(scaled, 0, peak).astype(np.uint8)
 
 
 def blend_rgb(grey: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -402,7 +407,7 @@ def composite_layer(
     One layer, so that in a grid view (one layer per panel) the overlay is still seen on the
     anatomy it belongs to."""
     anatomy, limits = anatomy_image(study, phase)
-    rgb = blend_rgb(anatomy_grey(anatomy, limits), overlay_rgb, alpha)
+    rgb = blend_rgb(anatomy_grey(anatomy, limits, ANATOMY_PEAK), overlay_rgb, alpha)
     return (
         rgb,
         {

@@ -89,10 +89,10 @@ def test_teaching_heatmap_panel_shows_the_anatomy_under_the_heatmap(dock):
     rgb = np.asarray(panels["heatmap"].data)
     assert panels["heatmap"].rgb and rgb.shape == (*study.shape, 3)
     # where the heatmap is cold, the panel is the grey first post-contrast phase (the anatomy)
-    grey = _layers.anatomy_grey(study.data[1], _layers.contrast_limits(study.data[1]))
+    grey = _layers.anatomy_grey(study.data[1], _layers.contrast_limits(study.data[1]), _layers.ANATOMY_PEAK)
     cold = heat == 0
     assert np.array_equal(rgb[..., 0][cold], grey[cold]) and np.array_equal(rgb[..., 2][cold], grey[cold])
-    assert grey[cold].mean() > 10 and grey[cold].std() > 1  # anatomy to see, not a black panel
+    assert grey[cold].mean() > 8 and grey[cold].std() > 1  # anatomy to see, not a black panel
     # where it is hot, the heatmap colour covers the anatomy (not grey any more)
     hot = heat == 1
     assert np.mean(np.ptp(rgb[hot].astype(int), axis=1) > 30) > 0.9
