@@ -291,13 +291,19 @@ class BreastMRIWidget(QWidget):
         self._raise_results()
         if boxes is None or mask is None:
             self._staged(
-                [lambda: self._result_layer("mask", study), lambda: self._result_layer("boxes", study)],
+                [
+                    lambda: self._result_layer("mask", study),
+                    lambda: self._result_layer("boxes", study, hidden=True),
+                    lambda: self._show_written("boxes"),
+                ],
                 first_delay_ms=AFTER_FIRST_IMAGE_MS,
             )
 
-    def _result_layer(self, role: str, study: Study | None = None) -> Any:
+    def _result_layer(self, role: str, study: Study | None = None, *, hidden: bool = False) -> Any:
         """The boxes or mask layer, made empty on the study grid if it is not there yet (make the
-        mask first: a new layer goes on top, and boxes belong above the mask)."""
+        mask first: a new layer goes on top, and boxes belong above the mask). ``hidden`` makes it
+        invisible until :meth:`_show_written` (or dropped steps) shows it: a Shapes layer's first
+        frame builds its shader programs, so adding it and drawing it are two separate turns."""
         layer = self.layer_with_role(role)
         study = study or self.state.study
         if layer is not None or study is None:
@@ -306,11 +312,15 @@ class BreastMRIWidget(QWidget):
             tup = _layers.boxes_layer([], study.affine)
         else:
             tup = _layers.mask_layer(np.zeros(study.shape, np.int32), study.affine)
+        if hidden:
+            tup[1]["visible"] = False
         self._adopting = True
         try:
             (layer,) = self.add_tuples([tup])
         finally:
             self._adopting = False
+        if hidden:
+            self._hidden[layer] = True
         return layer
 
     def _raise_results(self) -> None:

@@ -24,15 +24,20 @@ def test_run_results_are_written_in_steps_into_the_study_layers(dock, qtbot):
     viewer, widget = dock
     study, mask, truth = tiny_case()
     widget.set_study(study, truth=truth, truth_mask=mask)
-    qtbot.waitUntil(lambda: widget.layer_with_role("boxes") is not None, timeout=5000)
+    qtbot.waitUntil(
+        lambda: widget.layer_with_role("boxes") is not None and not widget.results_pending, timeout=5000
+    )
     boxes, masks = widget.layer_with_role("boxes"), widget.layer_with_role("mask")
     assert len(boxes.data) == 0 and not masks.data.any()  # ready and empty before any run
+    assert boxes.visible and masks.visible
     findings = _many_lesions(study, mask)
     n_rects = sum(les.bbox[3] - les.bbox[0] for les in findings.lesions)
     assert n_rects > _layers.BOX_CHUNK
     widget.set_findings(findings, prebuilt=_layers.prepare_results(findings))
     assert len(boxes.data) == 0  # nothing written inside the slot that delivered the result
     qtbot.waitUntil(lambda: len(boxes.data) == n_rects and boxes.text.visible, timeout=5000)
+    qtbot.waitUntil(lambda: not widget.results_pending, timeout=5000)
+    assert boxes.visible and masks.visible  # hidden only while being written
     # the same layers (no new visuals), every rectangle labelled with its lesion's number and score
     assert widget.layer_with_role("boxes") is boxes and widget.layer_with_role("mask") is masks
     ids = np.asarray(boxes.features["lesion_id"])
@@ -64,6 +69,7 @@ def test_a_new_study_empties_the_result_layers_and_a_newer_result_wins(dock, qtb
     qtbot.waitUntil(lambda: len(boxes.data) == n1 and boxes.text.visible, timeout=5000)
     qtbot.wait(100)
     assert len(boxes.data) == n1 and set(np.asarray(boxes.features["lesion_id"])) == {1}
+    assert boxes.visible and widget.layer_with_role("mask").visible
     # another study (another grid and orientation): same layers, emptied, on the new affine
     study2, mask2, truth2 = tiny_case(shape=(10, 40, 44), angle_deg=30.0, seed=1)
     widget.set_study(study2, truth=truth2, truth_mask=mask2)
