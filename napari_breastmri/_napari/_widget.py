@@ -87,6 +87,7 @@ class BreastMRIWidget(QWidget):
         self._glyph_timer.setInterval(20)
         self._glyph_timer.timeout.connect(self._warm_glyph)
         self._glyph_timer.start()
+        self._warm_layer_models()
         for layer in list(self.viewer.layers):  # a case opened before the dock was
             self._adopt(layer)
 
@@ -234,6 +235,23 @@ class BreastMRIWidget(QWidget):
         layer = self.layer_with_role(role)
         if layer is not None and layer in self._hidden:
             layer.visible = self._hidden.pop(layer)
+
+    def _warm_layer_models(self) -> None:
+        """Import and initialise napari's Labels and Shapes models in a worker thread now.
+
+        The first Labels layer of a process costs about a second of imports and set-up on top of
+        the layer itself; paid on the UI thread that was a stall right after the first study's
+        first image. A layer model is a plain object until it is added to a viewer, so making
+        throw-away ones in a thread is safe."""
+        from ._worker import run_blocking_in_thread
+
+        def warm() -> None:
+            from napari.layers import Labels, Shapes
+
+            Labels(np.zeros((2, 2, 2), np.int32))
+            Shapes([np.zeros((4, 3))], shape_type="rectangle", ndim=3)
+
+        self.jobs.append(run_blocking_in_thread(warm, on_result=lambda _: None, on_error=lambda _: None))
 
     def _warm_glyph(self) -> None:
         """Render one label character into the canvas's font atlas while the UI is idle.
