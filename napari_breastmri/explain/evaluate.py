@@ -43,6 +43,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classifier-layer", help="override the classifier card's cam.target_layer (e.g. block3)")
     p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
     p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "scorecam"])
+    p.add_argument(
+        "--detector-methods",
+        nargs="+",
+        default=None,
+        help="methods for the detector's heatmaps [the --methods]; e.g. leave occlusion to the classifier",
+    )
     p.add_argument("--deletion-cases", type=int, default=5)
     p.add_argument("--deletion-steps", type=int, default=16)
     p.add_argument("--shape", type=int, nargs=3, default=[32, 128, 128])
@@ -102,14 +108,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "cases": [],
         "pointing": {
             "classifier": {m: [] for m in args.methods},
-            "segmentation": {m: [] for m in args.methods},
+            "segmentation": {m: [] for m in _detector_methods(args)},
         },
         "deletion": [],
         "randomisation": [],
         "kinetics": [],
         "phase": [],
     }
-    res["pointing"]["box"] = {m: [] for m in args.methods}
+    res["pointing"]["box"] = {m: [] for m in _detector_methods(args)}
     figs: dict[str, list] = {"clf": [], "det": []}
     for i in range(args.cases):
         seed = args.seed + i
@@ -164,7 +170,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             continue
         assert findings is not None
         res["cases"][-1]["detections"] = len(findings.lesions)
-        for method in args.methods:
+        for method in _detector_methods(args):
             for kind, target in (("segmentation", None), ("box", "box")):
                 if not findings.lesions:
                     res["pointing"][kind][method].append(0.0)
@@ -226,6 +232,10 @@ def _figures(args: argparse.Namespace, res: dict[str, Any], figs: dict[str, list
         )
 
 
+def _detector_methods(args: argparse.Namespace) -> list[str]:
+    return list(args.detector_methods or args.methods)
+
+
 def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     n = len(res["cases"])
     lines = [
@@ -237,7 +247,7 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     for m in args.methods:
         cells = [
-            f"{np.mean(res['pointing'][k][m]):.2f}" if res["pointing"][k][m] else "-"
+            f"{np.mean(res['pointing'][k][m]):.2f}" if res["pointing"][k].get(m) else "-"
             for k in ("classifier", "segmentation", "box")
         ]
         lines.append(f"| {display_name(m)} | " + " | ".join(cells) + " |")

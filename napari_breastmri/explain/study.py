@@ -223,7 +223,8 @@ def explain_study(
     """
     import torch
 
-    from ._torch_cam import compute_cam, find_layer
+    from ._torch_cam import find_layer
+    from .cam import compute_cam  # the CAM family and the occlusion / integrated-gradients references
 
     if scores not in SCORE_LEVELS:
         raise ExplanationError(f"scores must be one of {', '.join(SCORE_LEVELS)}, not {scores!r}.")

@@ -120,7 +120,9 @@ class TaskSpec:
                 "threshold": 0.5,
                 "min_lesion_ml": self.min_lesion_ml,
             },
-            "cam": {"target_layer": "dec1" if self.is_segmentation else "block4"},
+            # region models: block3 (6 x 12 x 12 on a 24 x 48 x 48 region, 8 x 6 x 6 mm cells) points
+            # at the lesion where block4's 16 mm cells could not (docs/explanations.md)
+            "cam": {"target_layer": "dec1" if self.is_segmentation else "block3" if self.roi else "block4"},
             "uncertainty": {"method": "tta", "passes": 4}
             if self.is_segmentation
             else {"method": "mc_dropout", "passes": 20},

@@ -121,13 +121,15 @@ class _ToyRegionPackage:
         return prepare_input(self.card, study, follow_up, roi_centre)
 
 
-def test_explanations_of_a_region_model_use_the_same_region(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["gradcam", "occlusion"])
+def test_explanations_of_a_region_model_use_the_same_region(tmp_path: Path, method: str) -> None:
     from napari_breastmri.explain import explain_study
 
     study, labels = blob_study(boxes=((11, 26, 4, 17, 42, 16),))
     findings = progress.run(analyze(study, [threshold_package(tmp_path)], device="cpu"))
     pkg = _ToyRegionPackage()
-    hm = progress.run(explain_study(study, pkg, findings, method="gradcam", target="present"))
+    hm = progress.run(explain_study(study, pkg, findings, method=method, target="present"))
+    assert hm.method == method
     assert hm is not None and hm.data.shape == study.shape and float(hm.data.max()) == pytest.approx(1.0)
     # the heatmap lies on the lesion, and only inside the 12 x 16 x 16 mm region around it
     peak = np.unravel_index(int(np.argmax(hm.data)), hm.data.shape)
