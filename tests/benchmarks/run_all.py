@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
         f"cores available: {len(__import__('os').sched_getaffinity(0))}. "
         f"Date: {time.strftime('%Y-%m-%d')}.\n\n"
+        "GPU figures cannot come from this command (CI has no GPU); those measured by hand on a lent "
+        "GPU are in [benchmarks-gpu.md](benchmarks-gpu.md).\n\n"
     )
     Path(args.out).write_text(header + "\n".join(sections), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
