@@ -56,7 +56,27 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         case = generate_case(seed, longitudinal=True)
         findings = progress.run(analyze(case.study, pkgs, device="cpu", follow_up=case.follow_up.study))
         preds = {p.model: p.probabilities for p in findings.case_predictions.values()}
-        rows.append({"seed": seed, "labels": case.truth["labels"], "predictions": preds})
+        found = [les.bbox for les in findings.lesions]
+        lesions = [
+            {
+                "kind": les["type"],
+                "malignant": bool(les["malignant"]),
+                "diameter_mm": les["diameter_mm"],
+                "curve_type": les["curve_type"],
+                "found": any(M.box_hits(b, les["bbox"]) for b in found),
+            }
+            for les in case.truth["lesions"]
+        ]
+        false_pos = sum(not any(M.box_hits(b, t["bbox"]) for t in case.truth["lesions"]) for b in found)
+        rows.append(
+            {
+                "seed": seed,
+                "labels": case.truth["labels"],
+                "predictions": preds,
+                "lesions": lesions,
+                "false_positives": int(false_pos),
+            }
+        )
         if args.out:  # after every case: a long run stopped halfway keeps what it measured
             _save(args.out, {"rows": rows})
         print(
@@ -81,7 +101,29 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             entry["ece"] = round(float(M.expected_calibration_error(y, probs)), 4)
             entry["accuracy"] = round(float(M.accuracy(y, probs)), 4)
         summary["models"][card.label] = entry
+    summary["detection"] = detection_table(rows)
     return {"summary": summary, "rows": rows}
+
+
+def detection_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Found / total truth lesions by group (the cards' hit rule: box centre inside, or IoU > 0.1)."""
+    les = [x for r in rows for x in r.get("lesions", [])]
+    groups = {
+        "all": les,
+        "malignant": [x for x in les if x["malignant"]],
+        "benign": [x for x in les if not x["malignant"]],
+        "under 10 mm": [x for x in les if x["diameter_mm"] < 10],
+        "10 mm or more": [x for x in les if x["diameter_mm"] >= 10],
+        "persistent curve": [x for x in les if x["curve_type"] == "persistent"],
+        "plateau or washout": [x for x in les if x["curve_type"] in ("plateau", "washout")],
+        "non-mass": [x for x in les if x["kind"] != "mass"],
+    }
+    out: dict[str, Any] = {k: f"{sum(x['found'] for x in v)}/{len(v)}" for k, v in groups.items() if v}
+    if any("false_positives" in r for r in rows):
+        out["false_positives_per_case"] = round(
+            sum(r.get("false_positives", 0) for r in rows) / max(1, len(rows)), 3
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
