@@ -12,6 +12,7 @@ windows) and the worker is also asked to quit at its next yield; whichever comes
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -102,10 +103,64 @@ def _fast_switching(on: bool) -> None:
             sys.setswitchinterval(_switch["before"])
 
 
+#: how many jobs run with the cyclic garbage collector's old objects frozen (see _quiet_collector)
+_collector = {"jobs": 0}
+
+
+def _quiet_collector(on: bool) -> None:
+    """Leave the objects that exist when a run starts out of the collector's passes until it ends.
+
+    Why: a full (generation 2) collection walks every container object of the process while holding
+    the interpreter lock. With napari, Qt and the study loaded that is about half a million
+    objects, and the first run's imports (torch, MONAI, SciPy ...) add as many again and trigger
+    such collections in the worker: 300-450 ms holds measured (``tests/benchmarks/gil_holds.py``),
+    during which the UI thread cannot run. ``gc.freeze`` moves the objects that exist now to the
+    permanent generation, so collections during the run walk only what the run made; reference
+    counting still frees everything as usual. The first job to start freezes, the last to end
+    unfreezes, so cyclic garbage among the frozen objects (e.g. layers closed during the run) is
+    collected again afterwards. Nothing else in the plugin uses ``gc.freeze``.
+    """
+    if on:
+        if _collector["jobs"] == 0:
+            gc.freeze()
+        _collector["jobs"] += 1
+    elif _collector["jobs"] > 0:
+        _collector["jobs"] -= 1
+        if _collector["jobs"] == 0:
+            gc.unfreeze()
+
+
+def _frozen_steps(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """``yield from gen``, also freezing what exists after each step while a job runs.
+
+    The first run of a session imports torch, MONAI, SciPy ... in the worker: hundreds of
+    thousands of new long-lived objects that the collections later in the same run would walk
+    again (43-99 ms holds measured with only the run-start freeze). Freezing at each step keeps
+    each collection to what the current step made; the last job's end unfreezes all of it.
+    """
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            step = gen.throw(thrown) if thrown is not None else gen.send(sent)
+        except StopIteration as stop:
+            return stop.value
+        thrown = None
+        if _collector["jobs"]:
+            gc.freeze()
+        try:
+            sent = yield step
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:  # forwarded into gen, as ``yield from`` does
+            thrown, sent = exc, None
+
+
 def _drive(factory: GenFactory, cancel_event: threading.Event):
     """The worker body: build the generator in the thread (heavy imports happen there too)."""
     gen = factory(cancel_event.is_set)
-    result = yield from gen
+    result = yield from _frozen_steps(gen)
     if cancel_event.is_set():
         raise Cancelled("The run was cancelled; nothing was added to the viewer.")
     return result
@@ -156,6 +211,7 @@ def start(
     def _finished() -> None:
         job.finished_at = time.monotonic()
         _fast_switching(False)
+        _quiet_collector(False)
         if job.running:  # quit() before the first yield ends without aborted/returned
             _aborted()
         if on_finished is not None:
@@ -167,6 +223,7 @@ def start(
     worker.aborted.connect(_aborted)
     worker.finished.connect(_finished)
     _fast_switching(True)
+    _quiet_collector(True)
     worker.start()
     return job
 
