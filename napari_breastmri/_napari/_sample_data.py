@@ -6,11 +6,10 @@ hidden so a reader can look first and compare after.
 
 from __future__ import annotations
 
+# the seed of the embedded demo case: one case everywhere (view --demo, analyze --demo, samples)
+from ..phantom import DEMO_SEED
 from ..types import DEMO_LABEL
 from ._layers import LayerDataTuple, study_layers, truth_layers
-
-#: the seed of the embedded demo case (the same case `breastmri view --demo` and `analyze --demo` use)
-DEMO_SEED = 0
 
 
 def phantom_layers(seed: int = DEMO_SEED, protocol: str = "conventional", **kwargs) -> list[LayerDataTuple]:

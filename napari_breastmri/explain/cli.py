@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     parser.add_argument("--figures", action="store_true", help="also write PNG overlays (and curves)")
     parser.add_argument("--demo", action="store_true", help="explain on the embedded synthetic phantom case")
-    parser.add_argument("--seed", type=int, default=7, help="phantom seed for --demo")
+    parser.add_argument("--seed", type=int, default=None, help="phantom seed for --demo [the demo case]")
 
 
 def _models(names: list[str] | None) -> list[Any]:
@@ -71,9 +71,9 @@ def _load(args: argparse.Namespace):
     import numpy as np
 
     if args.demo:
-        from ..phantom import generate_case
+        from ..phantom import DEMO_SEED, generate_case
 
-        case = generate_case(args.seed)
+        case = generate_case(DEMO_SEED if args.seed is None else args.seed)
         return case.study, np.asarray(case.label_mask)
     if not args.case:
         from ..errors import UnsupportedInput

@@ -18,9 +18,10 @@ import numpy as np
 
 from .. import _atomic
 from ..errors import ModelPackageError
+from ..phantom import DEMO_SEED
 from ..types import DEMO_LABEL, Findings, Study
 
-DEFAULT_DEMO_SEED = 7
+DEFAULT_DEMO_SEED = DEMO_SEED  # the one embedded demo case
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

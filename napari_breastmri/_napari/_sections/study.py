@@ -136,17 +136,20 @@ class StudySection(Section):
         return job
 
     def open_demo(self) -> Any:
+        from ...phantom import DEMO_SEED
         from .._worker import run_blocking_in_thread
 
         def make():
             from ...phantom import generate_case
 
-            case = generate_case(0)
+            case = generate_case(DEMO_SEED)
             case.study.meta.setdefault("synthetic", True)
             return case
 
         def show(case) -> None:
-            self.dock.set_study(case.study, truth=case.truth, truth_mask=case.label_mask, source="phantom:0")
+            self.dock.set_study(
+                case.study, truth=case.truth, truth_mask=case.label_mask, source=f"phantom:{DEMO_SEED}"
+            )
 
         job = run_blocking_in_thread(make, on_result=show, on_error=self._failed, step="phantom")
         self.dock.jobs.append(job)
