@@ -103,64 +103,59 @@ def _fast_switching(on: bool) -> None:
             sys.setswitchinterval(_switch["before"])
 
 
-#: how many jobs run with the cyclic garbage collector's old objects frozen (see _quiet_collector)
+#: how many jobs run with the cyclic garbage collector quietened (see _quiet_collector)
 _collector = {"jobs": 0}
 
 
 def _quiet_collector(on: bool) -> None:
-    """Leave the objects that exist when a run starts out of the collector's passes until it ends.
+    """While jobs run, keep the cyclic garbage collector's full passes from holding the lock long.
 
-    Why: a full (generation 2) collection walks every container object of the process while holding
-    the interpreter lock. With napari, Qt and the study loaded that is about half a million
-    objects, and the first run's imports (torch, MONAI, SciPy ...) add as many again and trigger
-    such collections in the worker: 300-450 ms holds measured (``tests/benchmarks/gil_holds.py``),
-    during which the UI thread cannot run. ``gc.freeze`` moves the objects that exist now to the
-    permanent generation, so collections during the run walk only what the run made; reference
-    counting still frees everything as usual. The first job to start freezes, the last to end
-    unfreezes, so cyclic garbage among the frozen objects (e.g. layers closed during the run) is
-    collected again afterwards. Nothing else in the plugin uses ``gc.freeze``.
+    Why: a full (generation 2) collection walks every container object of the process while
+    holding the interpreter lock, so the UI thread cannot run meanwhile. With napari, Qt and a study
+    loaded that is about half a million objects; a first run's imports (pytorch-grad-cam alone
+    brings torchvision, SymPy, pandas, scikit-learn: ~270 000 objects) trigger such passes in the
+    worker: 230-460 ms holds measured (``tests/benchmarks/gil_holds.py``).
+
+    How: the first job to start calls ``gc.freeze`` (what exists now moves to the permanent
+    generation, which collections skip), and while jobs run, an *automatic* full collection first
+    freezes what exists then, so it walks next to nothing. Generation 0 and 1 passes (most cyclic
+    garbage dies young) and reference counting work as usual; explicit ``gc.collect()`` calls are
+    left alone (see :func:`_freeze_before_full_pass`). The last job to end unfreezes, so cyclic
+    garbage among the frozen objects is collected again by the next full pass. Nothing else in the
+    plugin uses ``gc.freeze``.
     """
     if on:
         if _collector["jobs"] == 0:
             gc.freeze()
+            if _freeze_before_full_pass not in gc.callbacks:
+                gc.callbacks.append(_freeze_before_full_pass)
         _collector["jobs"] += 1
     elif _collector["jobs"] > 0:
         _collector["jobs"] -= 1
         if _collector["jobs"] == 0:
+            while _freeze_before_full_pass in gc.callbacks:
+                gc.callbacks.remove(_freeze_before_full_pass)
             gc.unfreeze()
 
 
-def _frozen_steps(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
-    """``yield from gen``, also freezing what exists after each step while a job runs.
+def _freeze_before_full_pass(phase: str, info: dict[str, Any]) -> None:
+    """gc callback: an automatic full pass during a job freezes the heap first, so it walks nothing.
 
-    The first run of a session imports torch, MONAI, SciPy ... in the worker: hundreds of
-    thousands of new long-lived objects that the collections later in the same run would walk
-    again (43-99 ms holds measured with only the run-start freeze). Freezing at each step keeps
-    each collection to what the current step made; the last job's end unfreezes all of it.
+    The callback runs before the pass reads its generation lists (CPython's ``gc`` invokes "start"
+    callbacks first). Automatic passes start when the generation 0 count is over its threshold;
+    an explicit ``gc.collect()`` (e.g. freeing memory after an out-of-memory error) almost never
+    meets that and is not touched.
     """
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        try:
-            step = gen.throw(thrown) if thrown is not None else gen.send(sent)
-        except StopIteration as stop:
-            return stop.value
-        thrown = None
-        if _collector["jobs"]:
-            gc.freeze()
-        try:
-            sent = yield step
-        except GeneratorExit:
-            gen.close()
-            raise
-        except BaseException as exc:  # forwarded into gen, as ``yield from`` does
-            thrown, sent = exc, None
+    if phase != "start" or info.get("generation") != 2 or not _collector["jobs"]:
+        return
+    if gc.get_count()[0] > gc.get_threshold()[0]:
+        gc.freeze()
 
 
 def _drive(factory: GenFactory, cancel_event: threading.Event):
     """The worker body: build the generator in the thread (heavy imports happen there too)."""
     gen = factory(cancel_event.is_set)
-    result = yield from _frozen_steps(gen)
+    result = yield from gen
     if cancel_event.is_set():
         raise Cancelled("The run was cancelled; nothing was added to the viewer.")
     return result

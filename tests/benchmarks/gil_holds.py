@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         packages = [load_package(i.path) for i in infos]
         t0 = time.perf_counter()
         gen = analyze(case.study, packages, follow_up=follow, explain=explain)
-        findings = yield_all(_frozen_steps(gen) if args.freeze else gen)
+        findings = yield_all(gen)
         result["analyze_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         prepare_results(findings)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             gc_log.append((gc_t0[0], (time.perf_counter() - gc_t0[0]) * 1000, info["generation"]))
 
     gc.callbacks.append(on_gc)
-    from napari_breastmri._napari._worker import _frozen_steps, _quiet_collector
+    from napari_breastmri._napari._worker import _quiet_collector
 
     if args.freeze:
         _quiet_collector(True)

@@ -60,73 +60,38 @@ def test_cyclic_garbage_from_before_a_run_is_collected_once_it_ends():
     assert ref() is None, "after the run the cycle is collected (no leak)"
 
 
-def test_garbage_made_during_a_run_is_still_collected_during_it():
+def test_an_automatic_full_pass_during_a_job_walks_only_what_is_not_frozen():
+    """The gc callback freezes before an automatic full pass: it then finds (next to) nothing."""
+    walked: list[int] = []
+
+    def spy(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            walked.append(gc.get_freeze_count())
+
+    _worker._quiet_collector(True)
+    frozen_at_start = gc.get_freeze_count()
+    gc.callbacks.append(spy)
+    try:
+        keep = []
+        for _ in range(200):  # allocations only: the interpreter decides when to collect
+            keep.append([[] for _ in range(1000)])
+            if walked:
+                break
+    finally:
+        gc.callbacks.remove(spy)
+        _worker._quiet_collector(False)
+    assert walked, "200 000 surviving containers trigger an automatic full pass"
+    assert walked[0] > frozen_at_start, "it froze what the job had made before walking"
+    assert _worker._freeze_before_full_pass not in gc.callbacks, "the callback goes with the last job"
+    del keep
+
+
+def test_an_explicit_collect_during_a_job_still_collects_young_cyclic_garbage():
     _worker._quiet_collector(True)
     node = _Node()
     ref = weakref.ref(node)
     del node
     gc.collect()
     assert ref() is None
+    assert gc.get_freeze_count() > 0
     _worker._quiet_collector(False)
-
-
-def _counter(n: int):
-    got = []
-    for i in range(n):
-        got.append((yield i))
-    return got
-
-
-def test_frozen_steps_behaves_like_yield_from():
-    gen = _worker._frozen_steps(_counter(3))
-    assert next(gen) == 0
-    assert gen.send("a") == 1
-    assert gen.send("b") == 2
-    with pytest.raises(StopIteration) as stop:
-        gen.send("c")
-    assert stop.value.value == ["a", "b", "c"]
-
-
-def test_frozen_steps_forwards_throw_and_close():
-    def catcher():
-        try:
-            yield 1
-        except ValueError:
-            yield "caught"
-        return "done"
-
-    gen = _worker._frozen_steps(catcher())
-    assert next(gen) == 1
-    assert gen.throw(ValueError("x")) == "caught"
-    with pytest.raises(StopIteration) as stop:
-        next(gen)
-    assert stop.value.value == "done"
-
-    inner = _counter(5)
-    gen = _worker._frozen_steps(inner)
-    next(gen)
-    gen.close()
-    assert inner.gi_frame is None, "closing the wrapper closes the wrapped generator"
-
-
-def test_frozen_steps_freeze_what_each_step_made_only_while_a_job_runs():
-    made = []
-
-    def steps():
-        for _ in range(2):
-            made.append(_Node())
-            yield None
-
-    gen = _worker._frozen_steps(steps())
-    next(gen)
-    assert gc.get_freeze_count() == 0, "no job: nothing frozen"
-    _worker._quiet_collector(True)
-    before = gc.get_freeze_count()
-    next(gen)
-    assert gc.get_freeze_count() > before, "the second step's objects were frozen"
-    ref = weakref.ref(made.pop())
-    gc.collect()
-    assert ref() is not None
-    _worker._quiet_collector(False)
-    gc.collect()
-    assert ref() is None, "released and collected after the job"
