@@ -30,9 +30,17 @@ def _model_and_input():
         model = pkg.build("cpu")
         from napari_breastmri.phantom import generate_case
 
-        case = generate_case(900, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6))
-        x, _ = pkg.prepare_input(case.study)
-        return model, x, pkg.card.cam.target_layer or None, f"{pkg.card.label} on phantom case 900"
+        case = generate_case(900, cancer=True)
+        if pkg.card.needs_lesion:  # a region model: the region around the index cancer, as analyze reads it
+            from napari_breastmri.inference.preprocess import box_centre_world
+
+            index = next(les for les in case.truth["lesions"] if les["role"] == "index")
+            x, _ = pkg.prepare_input(case.study, None, box_centre_world(index["bbox"], case.study.affine))
+            what = f"{pkg.card.label} on the region around phantom case 900's index cancer"
+        else:
+            x, _ = pkg.prepare_input(case.study)
+            what = f"{pkg.card.label} on phantom case 900"
+        return model, x, pkg.card.cam.target_layer or None, what
     from napari_breastmri.models.networks import CaseClassifier
 
     torch.manual_seed(0)
