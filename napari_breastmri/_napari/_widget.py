@@ -242,8 +242,14 @@ class BreastMRIWidget(QWidget):
         The first Labels layer of a process costs about a second of imports and set-up on top of
         the layer itself; paid on the UI thread that was a stall right after the first study's
         first image. A layer model is a plain object until it is added to a viewer, so making
-        throw-away ones in a thread is safe."""
+        throw-away ones in a thread is safe - once pint's unit registry exists: it is built
+        lazily and not thread-safe, and a layer made on the UI thread while the worker's first
+        layer was building it failed with "'pixel' is not defined". So it is built here first."""
+        import pint
+
         from ._worker import run_blocking_in_thread
+
+        pint.get_application_registry().Unit("pixel")  # the unit every layer asks for
 
         def warm() -> None:
             from napari.layers import Labels, Shapes
