@@ -87,6 +87,23 @@ def _load(args: argparse.Namespace):
     return study, labels
 
 
+def _lesion_finders(pkgs: list[Any]) -> list[Any]:
+    """Shipped detectors to run first when a chosen model reads the index lesion's region and
+    none of the chosen models finds lesions (they are run, not explained)."""
+    from ..models import registry
+    from ..models.package import load_package
+
+    if not any(p.card.needs_lesion for p in pkgs) or any(p.card.task in ("segment", "detect") for p in pkgs):
+        return []
+    found = [
+        load_package(i.path, origin="shipped") for i in registry.shipped() if i.task in ("segment", "detect")
+    ]
+    if found:
+        names = ", ".join(p.card.label for p in found)
+        print(f"reading the index lesion's region needs a lesion: running {names} first", file=sys.stderr)
+    return found
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
@@ -106,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     study, truth = _load(args)
     truth_mask = None if truth is None else np.asarray(truth) > 0
     pkgs = _models(args.model)
-    findings = progress.run(analyze(study, pkgs, device=device), progress.tqdm_printer("models"))
+    finders = _lesion_finders(pkgs)
+    findings = progress.run(analyze(study, finders + pkgs, device=device), progress.tqdm_printer("models"))
     entries = []
     for pkg in pkgs:
         for method in args.method:

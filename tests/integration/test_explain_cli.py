@@ -21,6 +21,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     card = get_task("subtype").card()
     card["network"]["kwargs"].update(features=[4, 4, 8, 8])
     card["inputs"]["resize_to"] = [16, 32, 32]
+    card["inputs"].pop("roi")  # a whole-study model: these tests are about the CLI's plumbing
+    card["cam"] = {"target_layer": "block4"}
     card["uncertainty"] = {"method": "none", "passes": 1}
     torch.manual_seed(0)
     net = CaseClassifier(in_channels=3, out_channels=4, features=[4, 4, 8, 8]).eval()
@@ -83,3 +85,26 @@ def test_explain_cli_rejects_an_unknown_layer(
     ]
     assert cli.main([*argv, "--device", "cpu"]) == 2
     assert "no layer named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_region_model_gets_its_lesion_from_the_shipped_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """Asked to explain only a model that reads the index lesion's region, the CLI runs a shipped
+    lesion detector first (and says so) instead of failing for want of a lesion."""
+    from napari_breastmri import cli
+    from napari_breastmri.explain import cli as explain_cli
+    from napari_breastmri.models import registry
+    from napari_breastmri.phantom import generate_case
+
+    if not any(i.name == "demo-lesion-seg" for i in registry.shipped()):
+        pytest.skip("no shipped demo-lesion-seg")
+    case = generate_case(11, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6), cancer=True)
+    monkeypatch.setattr(explain_cli, "_load", lambda args: (case.study, np.asarray(case.label_mask)))
+    argv = ["explain", "case", "--out", str(tmp_path), "--model", "demo-subtype", "--scores", "none"]
+    assert cli.main([*argv, "--device", "cpu"]) == 0
+    assert "demo-lesion-seg" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "explain.json").read_text())
+    assert [h["model"].split("@")[0] for h in doc["heatmaps"]] == ["demo-subtype"]  # only what was asked
+    assert doc["heatmaps"][0]["layer"] == "block3"
