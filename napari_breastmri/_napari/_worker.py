@@ -12,7 +12,9 @@ windows) and the worker is also asked to quit at its next yield; whichever comes
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import sys
 import threading
 import time
@@ -152,10 +154,41 @@ def _freeze_before_full_pass(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
+#: the worker thread's niceness during a job (Linux). On a small machine the UI thread competes
+#: for the cores with the worker, software OpenGL's render threads and other programs; a lower
+#: priority for the worker lets the UI thread (and the renderer it waits for) run first.
+WORKER_NICE = 10
+
+
+def _background_priority() -> tuple[int, int] | None:
+    """Lower the calling thread's CPU priority (Linux only); (thread id, niceness before) or None."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(before, WORKER_NICE))
+    except OSError:
+        return None
+    return tid, before
+
+
+def _restore_priority(saved: tuple[int, int] | None) -> None:
+    """Give the pool thread its niceness back; without the privilege to, it stays a background thread."""
+    if saved is None:
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, *saved)
+
+
 def _drive(factory: GenFactory, cancel_event: threading.Event):
     """The worker body: build the generator in the thread (heavy imports happen there too)."""
-    gen = factory(cancel_event.is_set)
-    result = yield from gen
+    saved = _background_priority()
+    try:
+        gen = factory(cancel_event.is_set)
+        result = yield from gen
+    finally:
+        _restore_priority(saved)
     if cancel_event.is_set():
         raise Cancelled("The run was cancelled; nothing was added to the viewer.")
     return result

@@ -9,11 +9,15 @@ run is over. Pure Python: no Qt needed.
 from __future__ import annotations
 
 import gc
+import os
+import sys
+import threading
 import weakref
 
 import pytest
 
 from napari_breastmri._napari import _worker
+from napari_breastmri.types import Progress
 
 
 class _Node:
@@ -95,3 +99,32 @@ def test_an_explicit_collect_during_a_job_still_collects_young_cyclic_garbage():
     assert ref() is None
     assert gc.get_freeze_count() > 0
     _worker._quiet_collector(False)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux-only")
+def test_the_worker_body_runs_at_background_priority():
+    """``_drive`` lowers its thread's CPU priority for the job (the UI thread goes first)."""
+    seen: dict[str, int] = {}
+
+    def factory(_should_cancel):
+        seen["during"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        yield Progress("step", 0.5)
+        return "result"
+
+    def body() -> None:
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        gen = _worker._drive(factory, threading.Event())
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            seen["result"] = stop.value
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(30)
+    assert seen["result"] == "result"
+    assert seen["during"] >= max(seen["before"], _worker.WORKER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"], (
+        "this thread untouched"
+    )
