@@ -9,10 +9,16 @@ the lock back, a few bytecodes after the long call, so the innermost frames name
 
 Usage::
 
-    .venv/bin/python -m tests.benchmarks.gil_holds [--explain gradcam] [--no-follow-up] [--top 15]
+    xvfb-run -a .venv/bin/python -m tests.benchmarks.gil_holds --viewer [--freeze] [--explain none]
+    .venv/bin/python -m tests.benchmarks.gil_holds [--warm] [--explain gradcam] [--no-follow-up]
 
-Prints the longest gaps with the code they are attributed to, and the gap statistics. Timings grow
-when other jobs hold the machine's cores; compare runs made under the same load.
+``--viewer`` first builds a napari viewer with the dock and the study (the heap the garbage
+collector walks in the real viewer); ``--freeze`` quietens the collector as the viewer's worker
+does (``_worker._quiet_collector``); ``--warm`` runs once unmeasured first (imports done). Prints
+the longest gaps with the code they are attributed to and the garbage collection in each, and the
+gap statistics. Timings grow when other jobs hold the machine's cores; compare runs made under the
+same load. Finding (2026-11-26): every hold over 50 ms was a full garbage collection during a first
+run's imports (none in a warm run); SciPy 1.17's ndimage resampling and labelling release the lock.
 """
 
 from __future__ import annotations
