@@ -19,8 +19,14 @@ from .errors import BreastMRIError
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("napari_breastmri.io.cli", "load a study (DICOM folder, NIfTI, public layout) and describe it"),
     "phantom": ("napari_breastmri.phantom.cli", "write synthetic breast DCE-MRI cases with ground truth"),
-    "kinetics": ("napari_breastmri.kinetics.cli", "compute kinetic maps (PE, SER, curve types, FTV) to NIfTI"),
-    "analyze": ("napari_breastmri.inference.cli", "run the models on one case and write findings (and a report)"),
+    "kinetics": (
+        "napari_breastmri.kinetics.cli",
+        "compute kinetic maps (PE, SER, curve types, FTV) to NIfTI",
+    ),
+    "analyze": (
+        "napari_breastmri.inference.cli",
+        "run the models on one case and write findings (and a report)",
+    ),
     "models": ("napari_breastmri.models.cli", "list, add and verify model packages"),
     "train": ("napari_breastmri.training.cli", "train a model package (demo models on the phantom)"),
     "explain": ("napari_breastmri.explain.cli", "CAM heatmaps and their faithfulness for one case"),

@@ -20,9 +20,7 @@ from .errors import InconsistentGeometry
 #: LPS <-> RAS flips the first two world axes; the matrix is its own inverse.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Permutes a homogeneous (i, j, k, 1) = (x, y, z, 1) index into (z, y, x, 1); its own inverse.
-IJK_TO_ZYX = np.array(
-    [[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float
-)
+IJK_TO_ZYX = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
 
 
 def affine_from_dicom(
@@ -144,9 +142,7 @@ def resample_to_grid(
 
 def same_grid(a: np.ndarray, b: np.ndarray, shape_a, shape_b, atol_mm: float = 1e-3) -> bool:
     """True when two (affine, shape) pairs describe the same voxel grid within ``atol_mm``."""
-    return tuple(shape_a) == tuple(shape_b) and bool(
-        np.allclose(np.asarray(a), np.asarray(b), atol=atol_mm)
-    )
+    return tuple(shape_a) == tuple(shape_b) and bool(np.allclose(np.asarray(a), np.asarray(b), atol=atol_mm))
 
 
 def bbox_world_corners(affine: np.ndarray, bbox: Sequence[int]) -> np.ndarray:

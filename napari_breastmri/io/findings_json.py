@@ -127,7 +127,9 @@ def findings_from_dict(doc: dict[str, Any]) -> Findings:
     )
 
 
-def write_findings_json(findings: Findings, path: str | Path, heatmap_files: dict[int, str] | None = None) -> Path:
+def write_findings_json(
+    findings: Findings, path: str | Path, heatmap_files: dict[int, str] | None = None
+) -> Path:
     """Atomically write findings.json."""
     text = json.dumps(findings_to_dict(findings, heatmap_files), indent=2)
     return _atomic.write_text(path, text)
