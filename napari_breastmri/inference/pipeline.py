@@ -303,7 +303,7 @@ def analyze(
                     should_cancel=should_cancel,
                     first_id=next_id,
                     roi_centre=centre,
-                ),  # fmt: skip
+                ),
                 span * k / n,
                 span * (k + 1) / n,
             )

@@ -28,7 +28,9 @@ def foreground_probability(output: np.ndarray, activation: str, classes: Sequenc
     names = list(classes)
     if activation == "sigmoid":
         ch = names.index("lesion") if "lesion" in names and len(names) == out.shape[0] else out.shape[0] - 1
-        return (1.0 / (1.0 + np.exp(-out[ch]))).astype(np.float32)
+        from scipy.special import expit  # no overflow warning for very negative logits
+
+        return expit(out[ch]).astype(np.float32)
     if activation == "softmax":
         e = np.exp(out - out.max(axis=0, keepdims=True))
         p = e / e.sum(axis=0, keepdims=True)
