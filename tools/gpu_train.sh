@@ -2,8 +2,11 @@
 # Retrain every shipped demo package on a lent GPU machine, in one call, and bring them back.
 #
 # The machine has PyTorch but not our pure-Python dependencies: they travel as wheels in .whl/
-# (monai, nibabel, pydicom, platformdirs; see docs/models.md). Usage on the device machine, from
-# the repository root:   bash tools/gpu_train.sh OUTDIR [BUDGET_SECONDS]
+# (monai, nibabel, pydicom, platformdirs; see docs/models.md), fetched beforehand, on a machine
+# with the internet or a local index, into the ignored folder .whl/ :
+#   for p in $(grep -iE '^(monai|nibabel|pydicom|platformdirs)==' requirements/lock.txt); do
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl "$p"; done
+# Usage on the GPU machine, from the repository root:   bash tools/gpu_train.sh OUTDIR [BUDGET_SECONDS]
 # It runs a tiny CUDA smoke training first (so a broken GPU path fails in seconds, not minutes),
 # then `breastmri train --task all` with the recorded arguments, then the GPU inference benchmark
 # while time is left, and packs the packages into OUTDIR/weights.tgz whatever happened.
