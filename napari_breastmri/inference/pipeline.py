@@ -356,13 +356,12 @@ def _explain(
         return
     methods = ["gradcam"] if explain is True else [explain] if isinstance(explain, str) else list(explain)
     todo = [(p, m) for p in pkgs if p.card.cam.target_layer for m in methods]
-    pair = {"follow_up": follow_up} if follow_up is not None else {}  # only pair models need it
     for i, (pkg, method) in enumerate(todo):
         _check_cancel(should_cancel)
         lo, hi = 0.8 + 0.2 * i / len(todo), 0.8 + 0.2 * (i + 1) / len(todo)
         try:
             heatmap = yield from prog.scaled(
-                explain_study(study, pkg, findings, method=method, device=device, **pair),
+                explain_study(study, pkg, findings, method=method, device=device, follow_up=follow_up),
                 lo,
                 hi,
             )

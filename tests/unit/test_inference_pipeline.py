@@ -241,7 +241,7 @@ def test_explain_hook_collects_heatmaps_and_survives_a_failing_one(
     pkg = save_package(tmp_path / "cam", card, ThresholdNet(), fmt="torchscript")
     calls: list[tuple[str, int]] = []
 
-    def fake_explain(study_, package, findings, method="gradcam", device=None):
+    def fake_explain(study_, package, findings, method="gradcam", device=None, follow_up=None):
         calls.append((method, len(findings.lesions)))
         yield Progress("explain", 0.5, "")
         if method == "broken":
