@@ -8,10 +8,9 @@ absolute one (<= 5 s on this machine's CPU); it is reported, never asserted.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+
+from tests.benchmarks._timing import median_seconds
 
 GOAL_S = 5.0
 
@@ -54,16 +53,6 @@ def _model_and_input():
     )
 
 
-def _time(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run() -> str:
     import torch
 
@@ -81,10 +70,10 @@ def run() -> str:
     def cam() -> np.ndarray:
         return compute_cam(model, x, None, "gradcam", layer)
 
-    t_peer = _time(peer)
-    t_cam = _time(cam)
+    t_peer = median_seconds(peer, 5, warmup=True)
+    t_cam = median_seconds(cam, 5, warmup=True)
     heat = cam()
-    t_plus = _time(lambda: compute_cam(model, x, None, "gradcam++", layer), repeats=3)
+    t_plus = median_seconds(lambda: compute_cam(model, x, None, "gradcam++", layer), 3, warmup=True)
     return (
         "## Explanations (bench_explain)\n\n"
         f"One 3D Grad-CAM of {what}, target = top class, layer `{layer}`, CPU, {threads} torch threads; "

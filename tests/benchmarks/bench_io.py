@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: measuring helpers shared by the child scripts (peak memory of the child itself, CPU time)
 _PRELUDE = """
-import json, resource, sys, time
+import json, resource, subprocess, sys, time
 def peak_mb():
     # VmHWM belongs to this process image; ru_maxrss would inherit the parent's peak across fork+exec
     try:
@@ -41,12 +41,14 @@ def peak_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
+def cpu(who=resource.RUSAGE_SELF):
+    r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 """
 
-_OURS = _PRELUDE + """
+_OURS = (
+    _PRELUDE
+    + """
 t0 = time.perf_counter()
 from napari_breastmri.io import load_study
 t1, c1 = time.perf_counter(), cpu()
@@ -56,8 +58,11 @@ assert study.data.shape == tuple(json.loads(sys.argv[2])), study.data.shape
 print(json.dumps({"seconds": t2 - t1, "cpu_s": c2 - c1, "import_s": t1 - t0,
                   "peak_mb": peak_mb()}))
 """
+)
 
-_SITK = _PRELUDE + """
+_SITK = (
+    _PRELUDE
+    + """
 import numpy as np
 t0 = time.perf_counter()
 import SimpleITK as sitk
@@ -80,6 +85,7 @@ assert out.shape == tuple(json.loads(sys.argv[2])), out.shape
 print(json.dumps({"seconds": t2 - t1, "cpu_s": c2 - c1, "import_s": t1 - t0,
                   "peak_mb": peak_mb()}))
 """
+)
 
 _DCM2NIIX = """
 import json, resource, subprocess, sys, time
@@ -92,23 +98,12 @@ print(json.dumps({"seconds": t1 - t0, "cpu_s": r.ru_utime + r.ru_stime, "import_
                   "peak_mb": r.ru_maxrss / 1024}))
 """
 
-_DCM2NIIX_LOAD = """
-import json, resource, subprocess, sys, time
-def peak_mb():
-    # VmHWM belongs to this process image; ru_maxrss would inherit the parent's peak across fork+exec
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+_DCM2NIIX_LOAD = (
+    _PRELUDE
+    + """
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-def cpu(who):
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
 t0, c0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-o", sys.argv[2], sys.argv[1]], check=True,
                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -123,6 +118,7 @@ peak = max(peak_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1
 print(json.dumps({"seconds": t1 - t0, "import_s": 0.0,
                   "cpu_s": cpu(resource.RUSAGE_SELF) - c0 + cpu(resource.RUSAGE_CHILDREN), "peak_mb": peak}))
 """
+)
 
 
 def _child(code: str, *args: str) -> dict:

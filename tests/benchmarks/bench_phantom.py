@@ -7,23 +7,15 @@ floor any noisy image of that size costs) and writing the case as DICOM with io.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tests.benchmarks._timing import median_seconds
+
 GOAL_S = 5.0
-
-
-def _median_time(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _stages(seed: int) -> dict[str, float]:
@@ -54,16 +46,16 @@ def run() -> str:
 
     generate_case(0, shape=(16, 64, 64))  # warm imports and caches
     seeds = iter(range(1, 100))
-    t_case = _median_time(lambda: generate_case(next(seeds)))
+    t_case = median_seconds(lambda: generate_case(next(seeds)))
     case = generate_case(5)
-    t_uf = _median_time(lambda: generate_case(5, protocol="ultrafast"), repeats=1)
-    t_long = _median_time(lambda: generate_case(5, longitudinal=True), repeats=1)
+    t_uf = median_seconds(lambda: generate_case(5, protocol="ultrafast"), repeats=1)
+    t_long = median_seconds(lambda: generate_case(5, longitudinal=True), repeats=1)
     n = case.study.data.size
     rng = np.random.default_rng(0)
-    t_rand = _median_time(lambda: rng.standard_normal(n, dtype=np.float32))
+    t_rand = median_seconds(lambda: rng.standard_normal(n, dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(100))
-        t_dicom = _median_time(
+        t_dicom = median_seconds(
             lambda: write_study_dicom(case.study, Path(tmp) / str(next(counter)), "series-per-phase"),
             repeats=1,
         )
