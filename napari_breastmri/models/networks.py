@@ -11,6 +11,12 @@ still be named in a user's card; these are just the ones the demo cards point at
   Dropout in the head gives MC-dropout uncertainty; a ``temperature`` buffer (fitted on a
   validation split) divides the logits so the softmax is calibrated without any card-side logic.
   CAM layer: ``block4`` (last convolutional block).
+* :class:`LesionAttentionClassifier` - a region classifier whose pooling is an attention map over
+  its last block, trained to lie on the lesion (attention-based MIL pooling, Ilse et al. 2018,
+  with a lesion-mask auxiliary loss). Why: with global pooling the subtype model read luminal A
+  from the *absence* of a large mass, so its evidence sat on the region's edges; here the class
+  evidence is pooled where the network itself finds lesion, which makes it the lesion's own
+  features. CAM layer: ``block3`` (the attended block).
 
 This module is exempt from the no-torch-at-import rule (it only exists to define torch modules);
 import it lazily from the rest of the core.
@@ -124,6 +130,68 @@ class CaseClassifier(nn.Module):
         Why: MC dropout then needs the convolutions once and only this head per pass, which makes
         20 passes cost about one (see inference.uncertainty.predict_passes).
         """
+        return self.head_logits(f) / self.temperature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout_head(self.features(x))
+
+
+class LesionAttentionClassifier(nn.Module):
+    """Three conv blocks, attention pooling over the last one, dropout, linear; logits / temperature.
+
+    The attention logits (a 1x1x1 convolution of ``block3``) weight the pooling with their sigmoid:
+    the head sees [attention-weighted mean, max of the attention-weighted features]. During training
+    :meth:`attention_logits` is pulled towards the lesion mask on the ``block3`` grid (an auxiliary
+    loss), so at inference the network finds the lesion itself and needs no mask. Input
+    (B, C, z, y, x) with z, y, x divisible by 4; ``features`` names the three blocks' widths.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 4,
+        features: Sequence[int] = (16, 32, 64),
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        f1, f2, f3 = (int(f) for f in features)
+        self.block1 = ConvBlock(in_channels, f1)
+        self.block2 = ConvBlock(f1, f2)
+        self.block3 = ConvBlock(f2, f3)
+        self.pool = nn.MaxPool3d(2)
+        self.attention = nn.Conv3d(f3, 1, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * f3, out_channels)
+        self.register_buffer("temperature", torch.ones(1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The attended block's activation map (what CAM hooks), at 1/4 of the input grid."""
+        x = self.pool(self.block1(x))
+        x = self.pool(self.block2(x))
+        return self.block3(x)
+
+    def attention_logits(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, 1, z, y, x) lesion logits on the feature grid (the auxiliary loss's output)."""
+        return self.attention(f)
+
+    def head_logits(self, f: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits from the features: attention pooling, dropout, linear."""
+        w = torch.sigmoid(self.attention_logits(f))
+        mean = (f * w).sum(dim=(2, 3, 4)) / w.sum(dim=(2, 3, 4)).clamp_min(1e-6)
+        peak = (f * w).amax(dim=(2, 3, 4))
+        return self.fc(self.dropout(torch.cat([mean, peak], dim=1)))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (what training optimises)."""
+        return self.head_logits(self.features(x))
+
+    def logits_and_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both training outputs from one pass: class logits and attention logits."""
+        f = self.features(x)
+        return self.head_logits(f), self.attention_logits(f)
+
+    def dropout_head(self, f: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits from :meth:`features` (all the dropout is here: MC dropout runs only this)."""
         return self.head_logits(f) / self.temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,8 @@ def make_sample(raw: RawCase, card: ModelCard, *, keep_truth: bool = False) -> S
         label = card.outputs.classes.index(name) if name in card.outputs.classes else None
     mask = None
     fg = truth_foreground(raw)
-    if card.task != "classify" and fg is not None:
+    # classifiers get it too: an attention classifier learns where the lesion is from it
+    if fg is not None:
         soft = resample_to_grid(fg.astype(np.float32), raw.study.affine, affine, x.shape[1:], order=1)
         mask = (soft >= 0.5).astype(np.uint8)
     return Sample(
@@ -220,6 +221,7 @@ def _card_key(card: ModelCard, longitudinal: bool, phantom_kwargs: dict[str, Any
         "orient": i.orientation,
         "long": longitudinal,
         "task": card.task != "classify",
+        "format": 2,  # 2: classifier samples carry the lesion mask too
         "phantom": phantom_fingerprint(),
         "phantom_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in phantom_kwargs.items()},
     }

@@ -61,6 +61,8 @@ class TaskSpec:
     roi: dict[str, Any] | None = None
     #: training augmentation: random shifts of up to this many voxels (the detector's centring error)
     shift_voxels: int = 0
+    #: classify: attention pooling trained onto the lesion (LesionAttentionClassifier; 3 feature widths)
+    attention: bool = False
 
     @property
     def is_segmentation(self) -> bool:
@@ -77,7 +79,8 @@ class TaskSpec:
                 },
             }
         return {
-            "factory": "napari_breastmri.models.networks.CaseClassifier",
+            "factory": "napari_breastmri.models.networks."
+            + ("LesionAttentionClassifier" if self.attention else "CaseClassifier"),
             "kwargs": {
                 "in_channels": len(self.channels),
                 "out_channels": len(self.classes),
@@ -186,7 +189,10 @@ TASKS: dict[str, TaskSpec] = {
         "demo-subtype",
         "subtype",
         "Molecular subtype (4 classes) from the pre-contrast phase and early/late subtractions "
-        "around the index lesion",
+        "around the index lesion, pooled where the network finds lesion",
+        # the lesion-attention pooling keeps the evidence on the lesion (docs/explanations.md)
+        attention=True,
+        features=list(_ROI_FEATURES[:3]),
     ),  # fmt: skip
     "pcr": _region_task(
         "pcr",

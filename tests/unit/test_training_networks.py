@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_breastmri.models.networks import CaseClassifier, LesionUNet
+from napari_breastmri.models.networks import CaseClassifier, LesionAttentionClassifier, LesionUNet
 from napari_breastmri.training.loops import build_network
 from napari_breastmri.training.tasks import TASKS
 
@@ -75,3 +75,25 @@ def test_mc_dropout_on_the_head_alone_equals_full_passes() -> None:
         assert method == "mc_dropout" and probs.shape == (10, 3)
     assert np.allclose(runs[0], runs[1], atol=1e-6)
     assert float(runs[0].std(axis=0).max()) > 1e-4  # dropout really varied the passes
+
+
+def test_attention_classifier_pools_only_where_it_attends() -> None:
+    """Features outside the attention map cannot move the logits: the evidence is where it attends."""
+    torch.manual_seed(0)
+    net = LesionAttentionClassifier(2, 4, features=(4, 8, 8)).eval()
+    x = torch.randn(1, 2, 16, 16, 16)
+    logits, att = net.logits_and_attention(x)
+    assert logits.shape == (1, 4) and att.shape == (1, 1, 4, 4, 4)
+    torch.testing.assert_close(net(x), net.dropout_head(net.features(x)))
+    with torch.no_grad():  # attend to one corner cell only
+        net.attention.weight.zero_()
+        net.attention.bias.fill_(-30.0)
+    f = net.features(x)
+    w = torch.full_like(f[:, :1], -30.0)
+    w[..., 0, 0, 0] = 30.0
+    net.attention_logits = lambda _f: w  # type: ignore[method-assign]
+    g = f.clone()
+    g[..., 2:, 2:, 2:] += 5.0  # change the features away from the attended cell
+    torch.testing.assert_close(net.head_logits(g), net.head_logits(f))
+    g[..., 0, 0, 0] += 5.0
+    assert not torch.allclose(net.head_logits(g), net.head_logits(f))

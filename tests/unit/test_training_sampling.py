@@ -57,6 +57,42 @@ def test_shift_moves_content_and_fills_with_zeros() -> None:
     assert torch.equal(loops._shift_zero(x, (0, 0, 0)), x)
 
 
+def test_region_samples_carry_the_lesion_mask_for_the_attention_loss() -> None:
+    raw = D.phantom_case(900_000_003, shape=(32, 128, 128), spacing=(3.0, 1.6, 1.6))
+    sample = D.make_sample(raw, get_task("subtype").parsed_card())
+    assert sample.mask is not None and sample.mask.shape == sample.x.shape[1:]
+    centre = tuple(n // 2 for n in sample.mask.shape)  # the region is centred on the index lesion
+    assert sample.mask[centre] == 1 and 0 < sample.mask.mean() < 0.5
+
+
+def test_lesions_are_drawn_uniformly_not_by_voxel_count() -> None:
+    mask = np.zeros((12, 12, 12), np.uint8)
+    mask[0, 0, 0] = 1  # a one-voxel lesion
+    mask[4:12, 4:12, 4:12] = 1  # a 512-voxel lesion
+    parts = loops._lesion_voxels(mask)
+    assert sorted(len(p) for p in parts) == [1, 512]
+    assert all(mask[tuple(p.T)].all() for p in parts)
+    assert loops._lesion_voxels(np.zeros((3, 3, 3), np.uint8)) == []
+
+
+def test_augmentation_moves_the_mask_with_the_image() -> None:
+    x = torch.zeros(2, 8, 8, 8)
+    x[:, 2:4, 1:3, 5:7] = 1.0
+    mask = (x[0] > 0).float()
+    for seed in range(6):
+        xa, ma = loops._augment_case(x, np.random.default_rng(seed), 2, mask)
+        assert torch.equal(ma > 0, xa[0] > 0), seed
+
+
+def test_attention_loss_pools_the_mask_to_the_attention_grid() -> None:
+    masks = torch.zeros(1, 8, 8, 8)
+    masks[0, :4, :4, :4] = 1.0
+    right = torch.full((1, 1, 2, 2, 2), -8.0)
+    right[0, 0, 0, 0, 0] = 8.0
+    wrong = -right
+    assert float(loops._attention_loss(right, masks)) < 0.1 < float(loops._attention_loss(wrong, masks))
+
+
 def test_hard_negatives_are_bright_and_off_the_lesion() -> None:
     rng = np.random.default_rng(0)
     x = np.zeros((3, 10, 20, 20), np.float32)
