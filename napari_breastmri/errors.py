@@ -72,6 +72,10 @@ class ExportError(BreastMRIError):
     """Findings could not be exported (nothing half-written is left behind)."""
 
 
+class StudySourceUnavailable(ExportError):
+    """The study a findings.json was made from cannot be reloaded (not recorded, moved, unreachable)."""
+
+
 class PACSError(BreastMRIError):
     """The DICOMweb server is unreachable or answered with an error."""
 

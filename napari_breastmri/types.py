@@ -216,6 +216,9 @@ class Findings:
     device: str = ""
     warnings: list[str] = field(default_factory=list)
     study_uid: str = ""
+    #: where the study came from, so an export can reload it later without being told (paths,
+    #: PACS, phantom recipe, UIDs): see ``io.findings_json.study_source_record``; {} when unknown
+    study_source: dict[str, Any] = field(default_factory=dict)
 
     def lesion(self, lesion_id: int) -> Lesion:
         for lesion in self.lesions:

@@ -22,14 +22,14 @@ import io
 import os
 import re
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _atomic
-from ..errors import ExportError
+from ..errors import BreastMRIError, ExportError, StudySourceUnavailable
 from ..geometry import world_to_voxel
 from ..types import Findings, Lesion, Progress, Study
 
@@ -190,9 +190,18 @@ def read_duke_csv(path: str | os.PathLike[str]) -> list[list[int]]:
     return boxes
 
 
-def export_json(findings: Findings, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """findings.json with the label mask and heatmaps beside it as NIfTI (referenced by name)."""
-    from .findings_json import write_findings_json
+def export_json(
+    findings: Findings, out_dir: str | os.PathLike[str], *, study: Study | None = None
+) -> list[Path]:
+    """findings.json with the label mask and heatmaps beside it as NIfTI (referenced by name).
+
+    With ``study``, findings.json records it as ``study_source`` (replacing any older record: the
+    study at hand is the one the export describes), so a later SEG/SR export can reload it.
+    """
+    from .findings_json import study_source_record, write_findings_json
+
+    if study is not None:
+        findings = replace(findings, study_source=study_source_record(study))
 
     out = Path(out_dir)
     files = export_nifti(findings, out)
@@ -766,7 +775,7 @@ def export_findings(
         elif fmt == "csv":
             result[fmt] = [export_csv(findings, out / "boxes.csv", case_id=case_id)]
         elif fmt == "json":
-            result[fmt] = export_json(findings, out)
+            result[fmt] = export_json(findings, out, study=study)
         elif fmt in ("seg", "sr"):
             assert study is not None
             source = source or source_images_for(study, out)
@@ -873,7 +882,235 @@ def findings_from_truth(
                 extra={k: item[k] for k in ("type", "malignant") if k in item},
             )
         )
+    from .findings_json import study_source_record
+
     mask = None if label_mask is None else np.asarray(label_mask).astype(np.int16)
     return Findings(
-        shape=study.shape, affine=study.affine, lesions=lesions, label_mask=mask, study_uid=study.study_uid
+        shape=study.shape,
+        affine=study.affine,
+        lesions=lesions,
+        label_mask=mask,
+        study_uid=study.study_uid,
+        study_source=study_source_record(study),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# the study behind a findings folder: reload it from findings.json's study_source
+# --------------------------------------------------------------------------------------------
+
+_RELOAD_HINT = "give the study explicitly (breastmri export FOLDER --study PATH)"
+
+
+def _path_candidates(record: dict[str, Any], findings_dir: Path | None) -> list[list[Path]]:
+    """The recorded paths as they were, then relative to the findings folder (a moved project)."""
+    out = []
+    if record.get("paths"):
+        out.append([Path(p) for p in record["paths"]])
+    if findings_dir is not None and record.get("relative_paths"):
+        out.append([findings_dir / p for p in record["relative_paths"]])
+    return out
+
+
+def _load_from_paths(paths: list[Path], record: dict[str, Any]) -> Study:
+    """load_study on the recorded path(s); when the automatic series choice differs from what
+    was analysed (the user had picked series), load exactly the recorded series."""
+    from . import load_study
+
+    source: Path | list[Path] = paths[0] if len(paths) == 1 else paths
+    where = ", ".join(str(p) for p in paths)
+    try:
+        study = load_study(source)
+        wanted = [str(u) for u in record.get("series_uids") or []]
+        if wanted and study.series_uids and set(study.series_uids) != set(wanted):
+            study = load_study(source, series_uid=wanted)
+    except BreastMRIError as err:
+        raise StudySourceUnavailable(
+            f"The study recorded in findings.json at {where} could not be read again ({err}); {_RELOAD_HINT}."
+        ) from err
+    return study
+
+
+def _load_from_pacs(record: dict[str, Any], on_progress: Any = None) -> Study:
+    from .. import progress
+    from ..errors import PACSError
+    from .pacs import PacsClient
+
+    pacs = record.get("pacs") or {}
+    uid = pacs.get("study_uid") or record.get("study_uid")
+    try:
+        return progress.run(PacsClient(pacs["url"]).open_study(uid), on_progress)
+    except (PACSError, OSError) as err:
+        raise StudySourceUnavailable(
+            f"The study {uid} is no longer in the local PACS cache and the PACS at {pacs['url']} could "
+            f"not provide it ({err}); retrieve it with 'breastmri pacs' or {_RELOAD_HINT}."
+        ) from err
+
+
+def _regenerate_phantom(recipe: dict[str, Any]) -> Any:
+    """The phantom case (generate_case) a recipe describes; its ``.study`` is the baseline exam."""
+    from ..phantom import generate_case
+
+    follow = recipe.get("exam") == "follow_up"
+    try:
+        case = generate_case(
+            int(recipe["seed"]),
+            protocol=str(recipe.get("protocol") or "conventional"),
+            shape=tuple(recipe["shape"]) if recipe.get("shape") else None,
+            spacing=tuple(recipe["spacing_mm"]) if recipe.get("spacing_mm") else None,
+            orientation=str(recipe.get("orientation") or "axial"),
+            case_id=recipe.get("case_id") or None,
+            longitudinal=follow,
+            **(recipe.get("kwargs") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise StudySourceUnavailable(
+            f"The phantom recorded in findings.json ({recipe}) cannot be generated again ({err}); "
+            f"{_RELOAD_HINT}."
+        ) from err
+    return case.follow_up if follow else case
+
+
+def check_same_study(
+    study: Study, findings: Findings, where: str, record: dict[str, Any] | None = None
+) -> None:
+    """Raise StudySourceUnavailable unless ``study`` is the study ``findings`` were made on.
+
+    Checked: the grid (shape and affine), the StudyInstanceUID when both have one, and for a
+    regenerated phantom the pixel sums recorded with the findings (a phantom built with other
+    options is another case on the same grid). For files the pixel sums only warn: a newer reader
+    may scale intensities differently, which does not move a SEG or SR.
+    """
+    problems = []
+    if tuple(study.shape) != tuple(findings.shape):
+        problems.append(f"grid {tuple(study.shape)} instead of {tuple(findings.shape)}")
+    elif not np.allclose(study.affine, findings.affine, atol=1e-3):
+        problems.append("another position or orientation in space")
+    if findings.study_uid and study.study_uid and findings.study_uid != study.study_uid:
+        problems.append(f"StudyInstanceUID {study.study_uid} instead of {findings.study_uid}")
+    sums = (record or {}).get("data_sums")
+    if not problems and sums and len(sums) == study.n_phases:
+        now = [float(np.sum(phase, dtype=np.float64)) for phase in study.data]
+        if not np.allclose(now, sums, rtol=1e-5, atol=1e-3):
+            if (record or {}).get("kind") == "phantom":
+                problems.append("other pixel values (a phantom generated with other options)")
+            else:
+                study.warnings.append(
+                    f"The pixel values at {where} differ from those the findings were made on "
+                    "(same grid and UIDs); the export uses them as they are now."
+                )
+    if problems:
+        raise StudySourceUnavailable(
+            f"The study at {where} is not the one these findings were made on ({'; '.join(problems)}); "
+            f"{_RELOAD_HINT}."
+        )
+
+
+def load_recorded_study(
+    record: dict[str, Any],
+    findings_dir: str | os.PathLike[str] | None = None,
+    *,
+    findings: Findings | None = None,
+    on_progress: Any = None,
+) -> Study:
+    """Reload the study a findings.json was made from, from its ``study_source`` record.
+
+    Files are tried where they were recorded, then relative to ``findings_dir`` (a project folder
+    moved as a whole); a PACS study not in the local cache is retrieved again; a phantom is
+    regenerated from its recipe. With ``findings``, the result is checked to be the same study
+    (:func:`check_same_study`). Raises StudySourceUnavailable, saying what is missing and what to
+    do, when none of that works.
+    """
+    folder = Path(findings_dir) if findings_dir is not None else None
+    kind = record.get("kind") if record else None
+    if not record:
+        raise StudySourceUnavailable(
+            "DICOM SEG/SR exports need the source study, and this findings.json does not record where "
+            f"it came from (written before schema 1.1); {_RELOAD_HINT}."
+        )
+    if kind == "phantom":
+        recipe = record.get("phantom") or {}
+        study = _regenerate_phantom(recipe).study
+        where = f"phantom seed {recipe.get('seed')}"
+    else:
+        candidates = _path_candidates(record, folder)
+        found = next((c for c in candidates if c and all(p.exists() for p in c)), None)
+        if found is not None:
+            study = _load_from_paths(found, record)
+            where = ", ".join(str(p) for p in found)
+        elif kind == "pacs" and (record.get("pacs") or {}).get("url"):
+            study = _load_from_pacs(record, on_progress)
+            where = f"PACS {record['pacs']['url']}"
+        elif candidates:
+            tried = " or ".join(", ".join(str(p) for p in c) for c in candidates)
+            raise StudySourceUnavailable(
+                f"The study these findings were made on is no longer at {tried} (moved or deleted); "
+                f"{_RELOAD_HINT}."
+            )
+        else:
+            raise StudySourceUnavailable(
+                "These findings were made on a study held only in memory "
+                f"({record.get('description') or 'no source'}), so there is nothing to reload; "
+                f"save the study (e.g. as DICOM) and {_RELOAD_HINT}."
+            )
+    if findings is not None:
+        check_same_study(study, findings, where, record)
+    return study
+
+
+def phantom_record_from_truth(truth: dict[str, Any]) -> dict[str, Any] | None:
+    """A phantom ``study_source`` rebuilt from a truth.json (what analyze writes beside the findings
+    of a phantom case), for findings.json files older than the record; None when it is no phantom's."""
+    if not isinstance(truth, dict) or "seed" not in truth or "generator" not in truth:
+        return None
+    exam = str(truth.get("exam") or "baseline")
+    return {
+        "version": 0,
+        "kind": "phantom",
+        "description": f"phantom:{truth['seed']} (from truth.json)",
+        "phantom": {
+            "seed": int(truth["seed"]),
+            "exam": exam,
+            "protocol": truth.get("protocol") or "conventional",
+            "orientation": truth.get("orientation") or "axial",
+            "shape": truth.get("shape"),
+            "spacing_mm": truth.get("spacing_mm"),
+            "case_id": str(truth.get("case_id", "")).removesuffix("_fu" if exam == "follow_up" else ""),
+        },
+        "truth_bboxes": [les.get("bbox") for les in truth.get("lesions", [])],
+    }
+
+
+def study_for_findings_dir(
+    folder: str | os.PathLike[str], findings: Findings, *, on_progress: Any = None
+) -> Study:
+    """The study behind a findings folder (what ``breastmri analyze`` writes), found without help.
+
+    Uses findings.json's ``study_source``; for an older findings.json of a phantom case, the
+    truth.json beside it (seed and grid) regenerates the phantom, checked against the truth's
+    lesion boxes. Raises StudySourceUnavailable when neither works.
+    """
+    import json
+
+    folder = Path(folder)
+    record = findings.study_source
+    if not record and (folder / "truth.json").is_file():
+        try:
+            truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            truth = None
+        legacy = phantom_record_from_truth(truth) if truth else None
+        if legacy is not None:
+            case = _regenerate_phantom(legacy["phantom"])
+            where = f"phantom seed {legacy['phantom']['seed']} (from {folder / 'truth.json'})"
+            check_same_study(case.study, findings, where)
+            if [les.get("bbox") for les in case.truth.get("lesions", [])] != legacy["truth_bboxes"]:
+                raise StudySourceUnavailable(
+                    f"The phantom regenerated from {folder / 'truth.json'} has other lesions than that "
+                    f"truth (it was made with options truth.json does not record); {_RELOAD_HINT}."
+                )
+            return case.study
+    try:
+        return load_recorded_study(record, folder, findings=findings, on_progress=on_progress)
+    except StudySourceUnavailable as err:
+        raise StudySourceUnavailable(f"{folder / 'findings.json'}: {err}") from err

@@ -356,9 +356,17 @@ def test_export_cli_on_a_phantom_case(tmp_path: Path, capsys: pytest.CaptureFixt
         ]
     )
     assert rc == 0 and (tmp_path / "again" / "seg.dcm").is_file()
-    # without the study, SEG is refused with a clear message (exit code 2, one line)
+    # without --study the case is found again from findings.json's study_source ...
+    rc = main(["export", str(tmp_path / "out"), "--format", "seg", "--out", str(tmp_path / "found")])
+    assert rc == 0 and (tmp_path / "found" / "seg.dcm").is_file()
+    assert not (tmp_path / "found" / "source_dicom").exists()  # the case's own DICOM is referenced
+    capsys.readouterr()
+    # ... and once the case has moved away, SEG is refused with a clear message (exit code 2, one line)
+    case_dir.rename(tmp_path / "moved")
     rc = main(["export", str(tmp_path / "out"), "--format", "seg", "--out", str(tmp_path / "refused")])
-    assert rc == 2 and "need the source study" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "no longer at" in err and "--study PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "refused" / "seg.dcm").exists()
 
 
 def test_export_cli_case_without_models_is_a_clear_error(
