@@ -17,6 +17,7 @@ Every file appears whole or not at all (:mod:`napari_breastmri._atomic`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -919,15 +920,21 @@ def _load_from_paths(paths: list[Path], record: dict[str, Any]) -> Study:
 
     source: Path | list[Path] = paths[0] if len(paths) == 1 else paths
     where = ", ".join(str(p) for p in paths)
+    wanted = [str(u) for u in record.get("series_uids") or []]
     try:
         study = load_study(source)
-        wanted = [str(u) for u in record.get("series_uids") or []]
-        if wanted and study.series_uids and set(study.series_uids) != set(wanted):
-            study = load_study(source, series_uid=wanted)
     except BreastMRIError as err:
+        # e.g. a folder of several studies, one of which was picked by hand: pick it again
+        with contextlib.suppress(BreastMRIError):
+            if wanted:
+                return load_study(source, series_uid=wanted)
         raise StudySourceUnavailable(
             f"The study recorded in findings.json at {where} could not be read again ({err}); {_RELOAD_HINT}."
         ) from err
+    if wanted and study.series_uids and set(study.series_uids) != set(wanted):
+        # the analysed series were chosen by hand (series_uid=...) or the folder gained series
+        with contextlib.suppress(BreastMRIError):  # not there at all: check_same_study says so
+            study = load_study(source, series_uid=wanted)
     return study
 
 
