@@ -381,7 +381,13 @@ def source_images_for(study: Study, out_dir: str | os.PathLike[str]) -> SourceIm
             "reference source images; export NIfTI or JSON instead."
         ) from err
     target = Path(out_dir) / "source_dicom"
-    seed = study.study_uid or str(study.meta.get("case_id", "")) or "napari-breastmri"
+    seed: object = study.study_uid or str(study.meta.get("case_id", "")) or "napari-breastmri"
+    if study.meta.get("phantom_seed") is not None and study.meta.get("case_id"):
+        from ..phantom.case import uid_root_seed
+
+        # the UIDs 'breastmri phantom' writes this case with, which Study.study_uid already has: a
+        # SEG of the in-memory phantom then belongs to the same study as the phantom's own DICOM
+        seed = uid_root_seed(str(study.meta["case_id"]), int(study.meta["phantom_seed"]))
     files = [Path(p) for p in write_study_dicom(study, target, layout="series-per-phase", uid_root_seed=seed)]
     written = Study(
         data=study.data[:1],

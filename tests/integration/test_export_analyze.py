@@ -1,0 +1,98 @@
+"""``breastmri analyze`` then ``breastmri export FOLDER`` with no --study: the study is found again.
+
+What an annotator does: analyse, then ask for the DICOM SEG and SR of the results folder. The
+export reloads the study from what findings.json records (or, for folders written before that
+record existed, the phantom truth.json beside it); the SEG and SR must match the findings and
+pass dciodvfy when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from napari_breastmri.cli import main
+from napari_breastmri.io import export
+from napari_breastmri.io.findings_json import read_findings_json
+from napari_breastmri.io.nifti import load_volume
+from tests.unit.test_models_helpers import threshold_package
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """Error lines of dciodvfy (warnings allowed: our private codes are unknown to it)."""
+    tool = shutil.which("dciodvfy")
+    assert tool is not None
+    done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture
+def seg_package(tmp_path: Path) -> str:
+    pkg = threshold_package(
+        tmp_path / "pk", spacing_mm=[1.5, 1.2, 1.2], orientation="axial", patch_size=[16, 32, 32]
+    )
+    return str(pkg.path)
+
+
+def check_seg_and_sr(out: Path) -> None:
+    """seg.dcm holds the analysed label mask on the study grid; sr.dcm references it; both valid."""
+    findings = read_findings_json(out / "findings.json")
+    mask, _ = load_volume(out / "lesions.nii.gz")
+    labels, names = export.read_seg(out / "seg.dcm", findings.shape, findings.affine)
+    kept = [les for les in export.exported_lesions(findings) if les.label]
+    assert len(names) == len(kept) > 0
+    np.testing.assert_array_equal(labels > 0, np.isin(mask, [les.label for les in kept]))
+    seg, sr = pydicom.dcmread(out / "seg.dcm"), pydicom.dcmread(out / "sr.dcm")
+    assert seg.StudyInstanceUID == sr.StudyInstanceUID
+    if findings.study_uid:
+        assert seg.StudyInstanceUID == findings.study_uid
+    referenced = {
+        str(s.SeriesInstanceUID)
+        for s in sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    }
+    assert str(seg.SeriesInstanceUID) in referenced
+    if shutil.which("dciodvfy"):
+        assert dciodvfy_errors(out / "seg.dcm") == []
+        assert dciodvfy_errors(out / "sr.dcm") == []
+
+
+@pytest.mark.slow
+def test_analyze_demo_then_export_seg_and_sr_without_study(
+    tmp_path: Path, seg_package: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["analyze", "--demo", "--out", str(out), "--models", seg_package, "--no-explain"]) == 0
+    assert json.loads((out / "findings.json").read_text())["schema_version"] == "1.1"
+    capsys.readouterr()
+    rc = main(["export", str(out), "--format", "seg", "--format", "sr"])  # no --study, no --out
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "phantom:5" in captured.err  # it says which study it reloaded
+    check_seg_and_sr(out)
+    # the phantom has no DICOM of its own: the SEG/SR reference the copy written beside them
+    assert any((out / "source_dicom").rglob("*.dcm"))
+
+
+def test_analyze_case_folder_then_export_without_study(
+    tmp_path: Path, seg_package: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_breastmri.phantom import generate_case, write_case
+
+    case_dir = write_case(generate_case(6, shape=(16, 48, 48)), tmp_path / "cases")
+    out = tmp_path / "results"
+    assert main(["analyze", str(case_dir), "--out", str(out), "--models", seg_package, "--no-explain"]) == 0
+    capsys.readouterr()
+    rc = main(["export", str(out), "--format", "seg", "--format", "sr", "--out", str(tmp_path / "exported")])
+    assert rc == 0, capsys.readouterr().err
+    shutil.copy(out / "findings.json", tmp_path / "exported" / "findings.json")
+    shutil.copy(out / "lesions.nii.gz", tmp_path / "exported" / "lesions.nii.gz")
+    check_seg_and_sr(tmp_path / "exported")
+    if read_findings_json(out / "findings.json").study_source:
+        # the analysis recorded the case: its own DICOM is referenced, nothing is rewritten
+        assert not (tmp_path / "exported" / "source_dicom").exists()
