@@ -79,20 +79,42 @@ def test_analyze_demo_then_export_seg_and_sr_without_study(
     assert any((out / "source_dicom").rglob("*.dcm"))
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "before-the-record"])
 def test_analyze_case_folder_then_export_without_study(
-    tmp_path: Path, seg_package: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    seg_package: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    recorded: bool,
 ) -> None:
+    """A phantom case folder on disk: with the record, the export references the case's own DICOM;
+    without it (an older analyze), the truth.json beside the findings regenerates the phantom."""
+    from napari_breastmri.inference import pipeline
+    from napari_breastmri.io.findings_json import study_source_record
     from napari_breastmri.phantom import generate_case, write_case
 
+    real = pipeline.analyze
+
+    def analyze(study, *args, **kwargs):  # the pipeline with or without filling study_source
+        findings = yield from real(study, *args, **kwargs)
+        findings.study_source = study_source_record(study) if recorded else {}
+        return findings
+
+    monkeypatch.setattr(pipeline, "analyze", analyze)
     case_dir = write_case(generate_case(6, shape=(16, 48, 48)), tmp_path / "cases")
     out = tmp_path / "results"
     assert main(["analyze", str(case_dir), "--out", str(out), "--models", seg_package, "--no-explain"]) == 0
+    assert bool(read_findings_json(out / "findings.json").study_source) == recorded
     capsys.readouterr()
-    rc = main(["export", str(out), "--format", "seg", "--format", "sr", "--out", str(tmp_path / "exported")])
+    exported = tmp_path / "exported"
+    rc = main(
+        ["export", str(out), "--format", "seg", "--format", "sr", "--format", "json", "--out", str(exported)]
+    )
     assert rc == 0, capsys.readouterr().err
-    shutil.copy(out / "findings.json", tmp_path / "exported" / "findings.json")
-    shutil.copy(out / "lesions.nii.gz", tmp_path / "exported" / "lesions.nii.gz")
-    check_seg_and_sr(tmp_path / "exported")
-    if read_findings_json(out / "findings.json").study_source:
-        # the analysis recorded the case: its own DICOM is referenced, nothing is rewritten
-        assert not (tmp_path / "exported" / "source_dicom").exists()
+    shutil.copy(out / "lesions.nii.gz", exported / "lesions.nii.gz")
+    check_seg_and_sr(exported)
+    # recorded: the case's own DICOM is referenced; before: the regenerated phantom is written beside
+    assert (exported / "source_dicom").exists() != recorded
+    # the exported findings.json records the study the export used, so it can be exported again
+    again = read_findings_json(exported / "findings.json").study_source
+    assert again["kind"] == ("case-folder" if recorded else "phantom")
