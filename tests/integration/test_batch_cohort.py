@@ -123,6 +123,23 @@ def test_batch_cli_resumes(
         assert [r["status"] for r in csv.DictReader(fh)] == ["skipped"] * 3 + ["failed"]
 
 
+def test_a_batch_case_folder_exports_without_study(
+    first_run: tuple[Path, batch.BatchResult], tmp_path: Path
+) -> None:
+    """Each case's findings.json records its case folder (relative paths computed in the atomic
+    temporary folder stay right after the rename), so its SR exports with no --study."""
+    from napari_breastmri.cli import main
+    from napari_breastmri.io.findings_json import read_findings_json
+
+    out, result = first_run
+    cid = next(r["case_id"] for r in result.rows if r["status"] == "done")
+    record = read_findings_json(out / cid / "findings.json").study_source
+    assert record["kind"] == "case-folder" and Path(record["paths"][0]).name == cid
+    assert (out / cid / record["relative_paths"][0]).resolve() == Path(record["paths"][0]).resolve()
+    assert main(["export", str(out / cid), "--format", "sr", "--out", str(tmp_path / "sr")]) == 0
+    assert (tmp_path / "sr" / "sr.dcm").is_file() and not (tmp_path / "sr" / "source_dicom").exists()
+
+
 def test_case_ids_are_unique_and_safe() -> None:
     assert batch.case_ids(["/a/x", "/b/x", "/c/case 1.nii.gz", "/d/y.dcm"]) == ["x", "x_2", "case_1", "y"]
 
