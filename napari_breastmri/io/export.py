@@ -1039,7 +1039,7 @@ def load_recorded_study(
     if not record:
         raise StudySourceUnavailable(
             "DICOM SEG/SR exports need the source study, and this findings.json does not record where "
-            f"it came from (written before schema 1.1); {_RELOAD_HINT}."
+            f"it came from (an older file, or one written without its study); {_RELOAD_HINT}."
         )
     if kind == "phantom":
         recipe = record.get("phantom") or {}
