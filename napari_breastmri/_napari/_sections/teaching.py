@@ -38,7 +38,8 @@ class TeachingSection(Section):
         )
         self.label(
             "Panels: the subtraction | the model's heatmap on the first post-contrast phase | "
-            "curve types on it (blue persistent, yellow plateau, red washout)."
+            "curve types in the breasts on it (blue persistent, yellow plateau, red washout; "
+            "the chest wall and the heart are left grey)."
         )
         self.result = self.label("Guess first: the model's answer stays hidden until you submit.")
         self.session = GuessSession()
@@ -66,7 +67,7 @@ class TeachingSection(Section):
         self.side_by_side()
 
     def side_by_side(self) -> None:
-        """Grid: subtraction | heatmap on post1 (if any) | curve types on post1.
+        """Grid: subtraction | heatmap on post1 (if any) | curve types in the breasts on post1.
 
         napari's grid shows one layer per panel, so an overlay layer would sit on black; the
         heatmap and kinetic panels are therefore composites (the first post-contrast phase in
@@ -97,11 +98,9 @@ class TeachingSection(Section):
                 )
             )
         try:
-            from ... import kinetics as k
-
             tuples.append(
                 _layers.curve_type_composite(
-                    k.curve_types(study),
+                    self.breast_curve_types(study),
                     study,
                     name="teaching curve type on post1",
                     role="teaching",
@@ -114,6 +113,15 @@ class TeachingSection(Section):
         self.viewer.canvas.grid.stride = 1
         self.viewer.canvas.grid.enabled = True
         self.viewer.reset_view()
+
+    @staticmethod
+    def breast_curve_types(study: Any) -> Any:
+        """The study's curve types, kept only in the breasts (see :mod:`.._breast`): the chest-wall
+        muscle and the heart enhance too, and coloured they draw the eye away from the breast."""
+        from ... import kinetics as k
+        from .._breast import breast_region
+
+        return k.curve_types(study) * breast_region(study)
 
     def _gate(self) -> None:
         """While a guess is pending in teaching mode, the Predictions section stays closed."""
