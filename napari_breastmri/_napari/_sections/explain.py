@@ -1,6 +1,6 @@
 """Explain section: method, target and layer; the heatmap as an image layer with opacity and
 threshold sliders; per-phase bars; the faithfulness numbers with a plain-language reading; and a
-side-by-side comparison of two methods (grid mode).
+side-by-side comparison of two methods (grid mode, each heatmap over the phase in view).
 
 The heatmap comes from :func:`napari_breastmri.explain.explain_study` run in a worker.
 """
@@ -194,13 +194,58 @@ class ExplainSection(Section):
             self.status.setText(f"{len(heatmaps)} heatmap(s) added.")
 
     def compare(self, heatmaps: list[Heatmap]) -> None:
-        """Two methods side by side: subtraction under each heatmap is not possible in napari's
-        grid (one layer per panel), so the grid shows heatmap | heatmap | subtraction."""
-        names = {_layers.heatmap_name(h) for h in heatmaps}
+        """Two methods side by side, each heatmap on the anatomy (grid mode, stride 2).
+
+        napari's grid puts ``stride`` consecutive layers into one panel, so each heatmap gets its
+        own anatomy layer right below it (the phase in view, see :meth:`_anatomy_tuple`; the array
+        is shared, not copied) and the pairs are moved to the bottom of the layer list: indices
+        0, 1 | 2, 3, as the Display section's linked cursors are. Everything else is hidden, and
+        hidden layers take no panel. The anatomy layers have the "protocol" role, so the Display
+        section's "One at a time" (or a new study) removes them."""
+        self.dock.remove_roles("protocol")
+        wanted = [_layers.heatmap_name(h) for h in heatmaps]
+        by_name = {lay.name: lay for lay in self.dock.layers_with_role("heatmap")}
+        pairs = []
+        for name in wanted:
+            heat = by_name.get(name)
+            if heat is None:
+                continue
+            (anatomy,) = self.dock.add_tuples([self._anatomy_tuple(name)])
+            pairs += [anatomy, heat]
         for layer in self.viewer.layers:
-            role = layer.metadata.get("breastmri", {}).get("role")
-            layer.visible = layer.name in names or role == "subtraction"
+            layer.visible = layer in pairs
+        for target, layer in enumerate(pairs):
+            self.viewer.layers.move(self.viewer.layers.index(layer), target)
+        self.viewer.canvas.grid.stride = 2
         self.viewer.canvas.grid.enabled = True
+        self.viewer.reset_view()
+
+    def _anatomy_tuple(self, heatmap_name: str) -> _layers.LayerDataTuple:
+        """The image under a compared heatmap: the phase in view on the phase slider (post1 when
+        the pre-contrast phase is in view: the heatmaps explain enhancement, which the pre lacks),
+        grey, in the DCE layer's display window."""
+        study = self.state.study
+        phase = int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim >= 4 else 1
+        phase = min(max(phase, 0), study.n_phases - 1)
+        if phase == 0 and study.n_phases > 1:
+            phase = 1
+        phases = self.dock.layer_with_role("phases")
+        limits = (
+            tuple(phases.contrast_limits)
+            if phases is not None
+            else _layers.contrast_limits(study.data[phase])
+        )
+        return (
+            study.data[phase],
+            {
+                "name": f"{study.phase_labels[phase]} under {heatmap_name}",
+                "affine": _layers.napari_affine(study.affine, 3),
+                "contrast_limits": limits,
+                "colormap": "gray",
+                "metadata": _layers._meta("protocol", panel="compare", heatmap=heatmap_name),
+            },
+            "image",
+        )
 
     def _style_layers(self) -> None:
         for layer in self.dock.layers_with_role("heatmap"):
