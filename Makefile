@@ -40,7 +40,7 @@ screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.gui.screenshots --out docs/images
 
 train: setup
-	$(PY) -m napari_breastmri.cli train --task all --cases 360 --val-cases 80 --test-cases 100 --seed 7 \
+	$(PY) -m napari_breastmri.cli train --task all --cases 360 --val-cases 160 --test-cases 100 --seed 7 \
 		--workers $$(nproc) --out napari_breastmri/models/weights
 
 clean:

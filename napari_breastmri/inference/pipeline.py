@@ -260,7 +260,15 @@ def analyze(
     """
     pkgs = _open(packages)
     dev = dev_mod.pick_device(device)
-    findings = Findings(shape=study.shape, affine=np.array(study.affine), study_uid=study.study_uid)
+    from ..io.findings_json import study_source_record
+
+    # where the study came from, so an export of this analysis can reload it without --study
+    findings = Findings(
+        shape=study.shape,
+        affine=np.array(study.affine),
+        study_uid=study.study_uid,
+        study_source=study_source_record(study),
+    )
     findings.device = str(dev)
     runnable: list[ModelPackage] = []
     problems: list[IncompatibleModel] = []

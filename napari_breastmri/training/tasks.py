@@ -125,7 +125,13 @@ class TaskSpec:
             },
             # region models: block3 (6 x 12 x 12 on a 24 x 48 x 48 region, 8 x 6 x 6 mm cells) points
             # at the lesion where block4's 16 mm cells could not (docs/explanations.md)
-            "cam": {"target_layer": "dec1" if self.is_segmentation else "block3" if self.roi else "block4"},
+            "cam": {
+                "target_layer": "dec1"
+                if self.is_segmentation
+                else "block3"
+                if self.roi or self.attention
+                else "block4"
+            },
             "uncertainty": {"method": "tta", "passes": 4}
             if self.is_segmentation
             else {"method": "mc_dropout", "passes": 20},
@@ -232,9 +238,13 @@ TASKS: dict[str, TaskSpec] = {
         # enhancement persists, and from the early phase alone the model could not tell them apart
         channels=list(_CLASSIFIER_INPUT),
         classes=CLASSES["screening"],
-        description="Screening triage (normal or needs review) from the pre-contrast phase and early/late subtractions",
+        description="Screening triage (normal or needs review) from the pre-contrast phase and early/late "
+        "subtractions, pooled where the network finds lesion",
         resize_to=[32, 96, 96],
-        features=[8, 16, 32, 64],
+        # whole-study global pooling was at chance: a 6 mm cancer is a few voxels of 32 x 96 x 96.
+        # Attention pooling trained onto the lesions reads the lesions it finds (multiple-instance)
+        attention=True,
+        features=[8, 24, 48],
         default_epochs=40,
         batch_size=16,
     ),

@@ -129,7 +129,8 @@ def test_make_sample_uses_the_inference_preprocessing(tmp_path: Path) -> None:
     assert sample.truth_mask is not None and sample.truth_mask.sum() == mask.sum()
     cls = get_task("subtype").parsed_card()
     s2 = D.make_sample(raw, cls)
-    assert s2.label == 1 and s2.mask is None and s2.x.shape[1:] == tuple(cls.inputs.resize_to)
+    assert s2.label == 1 and s2.x.shape[1:] == tuple(cls.inputs.resize_to)
+    assert s2.mask is not None and s2.mask.shape == s2.x.shape[1:]  # for the attention loss
 
 
 def test_class_weights_balance_the_classes() -> None:
