@@ -88,6 +88,9 @@ class BreastMRIWidget(QWidget):
         self._glyph_timer.timeout.connect(self._warm_glyph)
         self._glyph_timer.start()
         self._warm_layer_models()
+        from ._idle import IdleTasks
+
+        self.idle = IdleTasks(self)  # explanation warm-up and the deferred collection, when idle
         for layer in list(self.viewer.layers):  # a case opened before the dock was
             self._adopt(layer)
 

@@ -105,11 +105,12 @@ def _fast_switching(on: bool) -> None:
             sys.setswitchinterval(_switch["before"])
 
 
-#: how many jobs run with the cyclic garbage collector quietened (see _quiet_collector)
-_collector = {"jobs": 0}
+#: how many jobs run with the cyclic garbage collector quietened (see _quiet_collector), and
+#: whether the last one left the heap frozen for :func:`settle_collector`
+_collector: dict[str, Any] = {"jobs": 0, "deferred": False}
 
 
-def _quiet_collector(on: bool) -> None:
+def _quiet_collector(on: bool, *, defer_unfreeze: bool = False) -> None:
     """While jobs run, keep the cyclic garbage collector's full passes from holding the lock long.
 
     Why: a full (generation 2) collection walks every container object of the process while
@@ -125,6 +126,11 @@ def _quiet_collector(on: bool) -> None:
     left alone (see :func:`_freeze_before_full_pass`). The last job to end unfreezes, so cyclic
     garbage among the frozen objects is collected again by the next full pass. Nothing else in the
     plugin uses ``gc.freeze``.
+
+    ``defer_unfreeze`` (what :func:`start` passes): the last job to end leaves the heap frozen.
+    Unfrozen at once, the whole heap lands in the oldest generation and the next automatic full
+    pass walks all of it, about 0.3 s on the UI thread a second after every run (``bench_viewer``).
+    The dock calls :func:`settle_collector` instead when the user has been idle for a while.
     """
     if on:
         if _collector["jobs"] == 0:
@@ -135,9 +141,39 @@ def _quiet_collector(on: bool) -> None:
     elif _collector["jobs"] > 0:
         _collector["jobs"] -= 1
         if _collector["jobs"] == 0:
-            while _freeze_before_full_pass in gc.callbacks:
-                gc.callbacks.remove(_freeze_before_full_pass)
-            gc.unfreeze()
+            if defer_unfreeze:
+                _collector["deferred"] = True
+            else:
+                _release_collector()
+
+
+def _release_collector() -> None:
+    while _freeze_before_full_pass in gc.callbacks:
+        gc.callbacks.remove(_freeze_before_full_pass)
+    gc.unfreeze()
+    _collector["deferred"] = False
+
+
+def collector_deferred() -> bool:
+    """True while a finished job has left the heap frozen and no job runs (see settle_collector)."""
+    return bool(_collector["deferred"]) and _collector["jobs"] == 0
+
+
+def settle_collector() -> float | None:
+    """Unfreeze the heap a finished job left frozen and collect it now; the seconds it took, or
+    None when there was nothing to do (nothing deferred, or a job runs: it unfreezes later).
+
+    Why a separate call: the full pass walks the whole heap (0.2-0.4 s with napari and a study)
+    on the calling thread, so the caller picks a moment the user will not notice (the dock: when
+    nobody has touched the viewer for a while, see ``_idle``). Until then, cyclic garbage among
+    objects older than the last job (e.g. a closed study's layers) waits in the frozen heap;
+    everything younger and everything freed by reference counting is freed as usual."""
+    if not collector_deferred():
+        return None
+    started = time.perf_counter()
+    _release_collector()
+    gc.collect()
+    return time.perf_counter() - started
 
 
 def _freeze_before_full_pass(phase: str, info: dict[str, Any]) -> None:
@@ -239,7 +275,7 @@ def start(
     def _finished() -> None:
         job.finished_at = time.monotonic()
         _fast_switching(False)
-        _quiet_collector(False)
+        _quiet_collector(False, defer_unfreeze=True)
         if job.running:  # quit() before the first yield ends without aborted/returned
             _aborted()
         if on_finished is not None:

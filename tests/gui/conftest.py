@@ -6,6 +6,16 @@ import pytest
 import torch  # noqa: F401  (import torch before any viewer: Qt + torch load order matters)
 
 
+@pytest.fixture(autouse=True)
+def _settle_heap():
+    """Jobs leave the heap frozen for the dock's idle collection: settle it after each test, so
+    garbage does not pile up frozen across tests."""
+    yield
+    from napari_breastmri._napari import _worker
+
+    _worker.settle_collector()
+
+
 @pytest.fixture
 def dock(make_napari_viewer, qtbot):
     """(viewer, BreastMRIWidget) docked on the right, closed by napari's fixture after the test."""
