@@ -17,10 +17,15 @@ def _settle_heap():
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot):
-    """(viewer, BreastMRIWidget) docked on the right, closed by napari's fixture after the test."""
+def dock(make_napari_viewer, qtbot, monkeypatch):
+    """(viewer, BreastMRIWidget) docked on the right, closed by napari's fixture after the test.
+
+    The dock's idle warm-up of the explanation imports is off here (a 5 s import in the middle of
+    an unrelated test); tests/gui/test_gui_idle.py turns it on."""
+    from napari_breastmri._napari import _idle
     from napari_breastmri._napari._widget import BreastMRIWidget
 
+    monkeypatch.setattr(_idle, "WARM_AFTER_S", float("inf"))
     viewer = make_napari_viewer()
     widget = BreastMRIWidget(viewer)
     viewer.window.add_dock_widget(widget, area="right", name="Breast DCE-MRI")
