@@ -65,16 +65,6 @@ def test_region_samples_carry_the_lesion_mask_for_the_attention_loss() -> None:
     assert sample.mask[centre] == 1 and 0 < sample.mask.mean() < 0.5
 
 
-def test_lesions_are_drawn_uniformly_not_by_voxel_count() -> None:
-    mask = np.zeros((12, 12, 12), np.uint8)
-    mask[0, 0, 0] = 1  # a one-voxel lesion
-    mask[4:12, 4:12, 4:12] = 1  # a 512-voxel lesion
-    parts = loops._lesion_voxels(mask)
-    assert sorted(len(p) for p in parts) == [1, 512]
-    assert all(mask[tuple(p.T)].all() for p in parts)
-    assert loops._lesion_voxels(np.zeros((3, 3, 3), np.uint8)) == []
-
-
 def test_augmentation_moves_the_mask_with_the_image() -> None:
     x = torch.zeros(2, 8, 8, 8)
     x[:, 2:4, 1:3, 5:7] = 1.0
