@@ -355,6 +355,20 @@ def heatmap_layer(
     )
 
 
+def overlay_colormap(name: str = HEATMAP_COLORMAP, n: int = 64) -> Any:
+    """A napari colour map for a heatmap drawn *over* anatomy with translucent blending: the
+    matplotlib map's colours with an alpha ramp (0 at the bottom, sqrt rising to 1), so cold voxels
+    leave the anatomy untouched and hot ones cover it. Why not additive blending there: added to
+    bright grey tissue, the heat colours saturate to white and the heatmap disappears."""
+    from matplotlib import colormaps
+    from napari.utils.colormaps import Colormap
+
+    ramp = np.linspace(0.0, 1.0, n)
+    rgba = colormaps[name](ramp)
+    rgba[:, 3] = np.sqrt(ramp)
+    return Colormap(colors=rgba, controls=ramp, name=f"{name} over anatomy")
+
+
 def _lut(colormap: str) -> np.ndarray:
     """256 x 3 uint8 colours of a matplotlib colour map (the same names napari uses)."""
     from matplotlib import colormaps

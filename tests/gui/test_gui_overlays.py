@@ -34,6 +34,7 @@ def test_compare_puts_each_heatmap_over_the_phase_in_view(dock):
     anat_a, heat_a, anat_b, heat_b = visible
     for anatomy, heat, hm in ((anat_a, heat_a, heatmaps[0]), (anat_b, heat_b, heatmaps[1])):
         assert heat.metadata["breastmri"]["role"] == "heatmap" and hm.method in heat.name
+        assert heat.blending == "translucent" and heat.colormap.colors[0, 3] == 0.0  # cold: see-through
         assert anatomy.metadata["breastmri"]["panel"] == "compare"
         assert np.shares_memory(anatomy.data, study.data[2]), "the phase in view, not a copy"
         assert "post2" in anatomy.name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSlider
 
 from ...types import Heatmap
@@ -200,8 +200,10 @@ class ExplainSection(Section):
         own anatomy layer right below it (the phase in view, see :meth:`_anatomy_tuple`; the array
         is shared, not copied) and the pairs are moved to the bottom of the layer list: indices
         0, 1 | 2, 3, as the Display section's linked cursors are. Everything else is hidden, and
-        hidden layers take no panel. The anatomy layers have the "protocol" role, so the Display
-        section's "One at a time" (or a new study) removes them."""
+        hidden layers take no panel. The compared heatmaps are drawn translucent with an alpha-ramped
+        colour map (:func:`._layers.overlay_colormap`): added to bright tissue they turned white.
+        The anatomy layers have the "protocol" role, so the Display section's "One at a time" (or a
+        new study) removes them."""
         self.dock.remove_roles("protocol")
         wanted = [_layers.heatmap_name(h) for h in heatmaps]
         by_name = {lay.name: lay for lay in self.dock.layers_with_role("heatmap")}
@@ -211,6 +213,8 @@ class ExplainSection(Section):
             if heat is None:
                 continue
             (anatomy,) = self.dock.add_tuples([self._anatomy_tuple(name)])
+            heat.colormap = _layers.overlay_colormap()  # see there: additive washes out on tissue
+            heat.blending = "translucent"
             pairs += [anatomy, heat]
         for layer in self.viewer.layers:
             layer.visible = layer in pairs
@@ -219,6 +223,7 @@ class ExplainSection(Section):
         self.viewer.canvas.grid.stride = 2
         self.viewer.canvas.grid.enabled = True
         self.viewer.reset_view()
+        QTimer.singleShot(0, self.viewer.reset_view)  # again once the grid's panels are laid out
 
     def _anatomy_tuple(self, heatmap_name: str) -> _layers.LayerDataTuple:
         """The image under a compared heatmap: the phase in view on the phase slider (post1 when
