@@ -168,6 +168,18 @@ def main(argv: list[str] | None = None) -> int:
         for layer in dock.layers_with_role("boxes"):
             layer.visible = False
     _shot(viewer, app, out / "explain.png")
+    if findings.models:  # 4b. two methods side by side, each over the phase in view
+        ex.method.setCurrentText("gradcam")
+        ex.method2.setCurrentText("hirescam")
+        for layer in dock.layers_with_role("heatmap"):
+            viewer.layers.remove(layer)
+        dock.state.findings.heatmaps.clear()
+        jobs = ex.run()
+        for job in jobs:
+            _wait(app, job)
+        _shot(viewer, app, out / "explain-compare.png")
+        ex.method2.setCurrentText("(none)")
+        dock.sections["Display"].one_at_a_time()
 
     # 5. corrections: one accepted, one rejected (if two), a drawn box being added
     _only(dock, "Findings", "Corrections")
