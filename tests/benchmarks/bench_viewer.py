@@ -7,7 +7,14 @@ the demo models run from the dock.
   tuples for a loaded Study vs plain ``add_image``), which isolates the viewer-side overhead.
 * UI stall: a 10 ms QTimer records the gaps between its ticks while the dock runs the shipped demo
   models (Run -> findings shown); peer: the same timer with the UI idle. The goal is a longest
-  gap under 100 ms (the issue's "never stalls more than 100 ms").
+  gap under 100 ms (the issue's "never stalls more than 100 ms"). The meter keeps ticking
+  ``AFTER_RUN_S`` after the results are written: what follows a run belongs to it.
+* Full garbage-collector passes (generation 2), with the thread they ran on: in the run, while the
+  reader looks at the results, and over the whole session from docking on (a full pass on the UI
+  thread walks the whole heap: 0.2-0.5 s here), plus the dock's deliberate idle collections.
+* First heatmap: ``READ_BEFORE_EXPLAIN_S`` after the results, Grad-CAM on the detector from the
+  Explain section; seconds from the click to the heatmap computed and to its layer, and whether
+  pytorch-grad-cam was already imported (the dock warms it while idle).
 """
 
 from __future__ import annotations
