@@ -139,8 +139,12 @@ class CaseClassifier(nn.Module):
 class LesionAttentionClassifier(nn.Module):
     """Three conv blocks, attention pooling over the last one, dropout, linear; logits / temperature.
 
-    The attention logits (a 1x1x1 convolution of ``block3``) weight the pooling with their sigmoid:
-    the head sees [attention-weighted mean, max of the attention-weighted features]. During training
+    The attention logits (a 1x1x1 convolution of ``block3``) weight the pooling. ``pooling="sigmoid"``:
+    the head sees [sigmoid-weighted mean, max of the sigmoid-weighted features]; the attention's
+    overall *strength* then reaches the head too, and the subtype model learned to attend to
+    nothing for a small luminal A cancer (the old "absence of a large mass" rule by another road).
+    ``pooling="softmax"`` (Ilse et al.'s form): weights normalised over the grid, the head sees only
+    their weighted mean, so it can use *what* is attended but not how strongly. During training
     :meth:`attention_logits` is pulled towards the lesion mask on the ``block3`` grid (an auxiliary
     loss), so at inference the network finds the lesion itself and needs no mask. Input
     (B, C, z, y, x) with z, y, x divisible by 4; ``features`` names the three blocks' widths.
@@ -152,16 +156,20 @@ class LesionAttentionClassifier(nn.Module):
         out_channels: int = 4,
         features: Sequence[int] = (16, 32, 64),
         dropout: float = 0.3,
+        pooling: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if pooling not in ("sigmoid", "softmax"):
+            raise ValueError(f"pooling must be 'sigmoid' or 'softmax', not {pooling!r}")
         f1, f2, f3 = (int(f) for f in features)
+        self.pooling = pooling
         self.block1 = ConvBlock(in_channels, f1)
         self.block2 = ConvBlock(f1, f2)
         self.block3 = ConvBlock(f2, f3)
         self.pool = nn.MaxPool3d(2)
         self.attention = nn.Conv3d(f3, 1, 1)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(2 * f3, out_channels)
+        self.fc = nn.Linear(f3 if pooling == "softmax" else 2 * f3, out_channels)
         self.register_buffer("temperature", torch.ones(1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +184,11 @@ class LesionAttentionClassifier(nn.Module):
 
     def head_logits(self, f: torch.Tensor) -> torch.Tensor:
         """Uncalibrated logits from the features: attention pooling, dropout, linear."""
-        w = torch.sigmoid(self.attention_logits(f))
+        a = self.attention_logits(f)
+        if self.pooling == "softmax":  # weights sum to 1 over the grid: only *what* is attended counts
+            w = torch.softmax(a.flatten(2), dim=-1).view_as(a)
+            return self.fc(self.dropout((f * w).sum(dim=(2, 3, 4))))
+        w = torch.sigmoid(a)
         mean = (f * w).sum(dim=(2, 3, 4)) / w.sum(dim=(2, 3, 4)).clamp_min(1e-6)
         peak = (f * w).amax(dim=(2, 3, 4))
         return self.fc(self.dropout(torch.cat([mean, peak], dim=1)))

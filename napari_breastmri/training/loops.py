@@ -304,13 +304,19 @@ def _augment_case(x, rng: np.random.Generator, max_shift: int, mask=None):
 ATTENTION_LOSS_WEIGHT = 1.0
 
 
-def _attention_loss(att_logits, masks):
-    """BCE + soft Dice of the attention map against the lesion mask pooled to its grid (soft target)."""
+def _attention_loss(att_logits, masks, cells: str = "share"):
+    """BCE + soft Dice of the attention map against the lesion mask pooled to its grid.
+
+    ``cells="share"``: each cell's target is its lesion share (average pooling; a 6 mm lesion
+    gives its 6 mm cells targets of 0.1-0.3). ``cells="any"``: 1 for every cell holding lesion
+    (max pooling), so small lesions are attended as fully as large ones.
+    """
     import torch
     from monai.losses import DiceLoss
 
     factor = [m // a for m, a in zip(masks.shape[-3:], att_logits.shape[-3:])]
-    target = torch.nn.functional.avg_pool3d(masks[:, None], kernel_size=factor, stride=factor)
+    pool = torch.nn.functional.max_pool3d if cells == "any" else torch.nn.functional.avg_pool3d
+    target = pool(masks[:, None], kernel_size=factor, stride=factor)
     logits = att_logits.float()
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
     return bce + DiceLoss(sigmoid=True, batch=True)(logits, target)
@@ -337,6 +343,8 @@ def train_classifier(
     # attention classifiers learn where the lesion is from the masks (an auxiliary loss)
     masks_np = _stack_masks(train) if hasattr(net, "logits_and_attention") else None
     masks = torch.from_numpy(masks_np).to(dev) if masks_np is not None else None
+    # softmax attention is told every lesion cell; the sigmoid form was trained on lesion shares
+    cells = "any" if getattr(net, "pooling", "") == "softmax" else "share"
     if init_state is not None:
         net.load_state_dict(init_state)
     net = net.to(dev)
@@ -373,7 +381,7 @@ def train_classifier(
                 with autocast(dev):
                     logits, att = net.logits_and_attention(batch)
                 loss = loss_fn(logits.float(), labels[idx]) + ATTENTION_LOSS_WEIGHT * _attention_loss(
-                    att, torch.stack([p[1] for p in pairs])
+                    att, torch.stack([p[1] for p in pairs]), cells
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -61,8 +61,9 @@ class TaskSpec:
     roi: dict[str, Any] | None = None
     #: training augmentation: random shifts of up to this many voxels (the detector's centring error)
     shift_voxels: int = 0
-    #: classify: attention pooling trained onto the lesion (LesionAttentionClassifier; 3 feature widths)
-    attention: bool = False
+    #: classify: attention pooling trained onto the lesion (LesionAttentionClassifier; 3 feature
+    #: widths): "sigmoid" or "softmax" (its ``pooling``), None for global pooling (CaseClassifier)
+    attention: str | None = None
 
     @property
     def is_segmentation(self) -> bool:
@@ -78,15 +79,18 @@ class TaskSpec:
                     "features": list(self.features),
                 },
             }
+        kwargs: dict[str, Any] = {
+            "in_channels": len(self.channels),
+            "out_channels": len(self.classes),
+            "features": list(self.features),
+            "dropout": self.dropout,
+        }
+        if self.attention:
+            kwargs["pooling"] = self.attention
         return {
             "factory": "napari_breastmri.models.networks."
             + ("LesionAttentionClassifier" if self.attention else "CaseClassifier"),
-            "kwargs": {
-                "in_channels": len(self.channels),
-                "out_channels": len(self.classes),
-                "features": list(self.features),
-                "dropout": self.dropout,
-            },
+            "kwargs": kwargs,
         }
 
     def card(
@@ -196,8 +200,8 @@ TASKS: dict[str, TaskSpec] = {
         "subtype",
         "Molecular subtype (4 classes) from the pre-contrast phase and early/late subtractions "
         "around the index lesion, pooled where the network finds lesion",
-        # the lesion-attention pooling keeps the evidence on the lesion (docs/explanations.md)
-        attention=True,
+        # softmax attention pooling keeps the evidence on the lesion (docs/explanations.md)
+        attention="softmax",
         features=list(_ROI_FEATURES[:3]),
     ),  # fmt: skip
     "pcr": _region_task(
@@ -243,7 +247,7 @@ TASKS: dict[str, TaskSpec] = {
         resize_to=[32, 96, 96],
         # whole-study global pooling was at chance: a 6 mm cancer is a few voxels of 32 x 96 x 96.
         # Attention pooling trained onto the lesions reads the lesions it finds (multiple-instance)
-        attention=True,
+        attention="sigmoid",
         features=[8, 24, 48],
         default_epochs=40,
         batch_size=16,
