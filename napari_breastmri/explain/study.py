@@ -10,7 +10,7 @@ too); classifiers on their whole input.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,14 @@ class Explained:
     x: Any
     target: Any
     curves: dict[str, Any] | None = None
+    #: what :func:`faithfulness_scores` needs to score the map later (the viewer shows the heatmap
+    #: first and runs the slow checks in a follow-up job): the network, the input the CAM was made
+    #: on (the patch for segmenters/detectors), that CAM, the method and the resolved layer
+    model: Any = None
+    cam_input: Any = None
+    cam: np.ndarray | None = None
+    method: str = ""
+    layer: str = ""
 
 
 def _open(package: Any) -> Any:
@@ -301,29 +309,91 @@ def explain_study(
         lesion_for_share = study_lesion if study_lesion is not None else truth_mask
         hm.kinetics_share = _kinetics_share(study, data, findings, lesion_for_share)
     if scores == "all":
-        yield Progress("explain", 0.7, "deletion and insertion")
-        cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt)
-        rand_curves = fa.deletion_insertion(model, xin, None, tgt)
-        hm.scores.update(
-            deletion_auc=cam_curves["deletion_auc"],
-            insertion_auc=cam_curves["insertion_auc"],
-            deletion_auc_random=rand_curves["deletion_auc"],
-            insertion_auc_random=rand_curves["insertion_auc"],
+        slow, curves = yield from _slow_scores(
+            model, xin, cam_in, tgt, method, layer_name, "explain", 0.7, 0.3
         )
-        curves = {"cam": cam_curves, "random": rand_curves}
-        yield Progress("explain", 0.85, "randomisation check")
-        check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in)
-        hm.scores.update(
-            randomisation_spearman=check["randomisation_spearman"],
-            randomisation_flag=check["randomisation_flag"],
-        )
-        curves["randomisation"] = check
+        hm.scores.update(slow)
     if truth_mask is not None:
         hm.scores.update(fa.pointing_game(data, study.affine, truth_mask=truth_mask))
     yield Progress("explain", 1.0, fa.describe(hm))
     if keep:
-        return Explained(hm, model_cam, m_affine, x, tgt, curves)
+        return Explained(hm, model_cam, m_affine, x, tgt, curves, model, xin, cam_in, method, layer_name)
     return hm
+
+
+def _slow_scores(
+    model: Any,
+    xin: Any,
+    cam_in: np.ndarray,
+    tgt: Any,
+    method: str,
+    layer_name: str,
+    step: str,
+    start: float,
+    span: float,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, tuple[dict[str, float], dict[str, Any] | None]]:
+    """Deletion/insertion against a random order, then the model-randomisation check: the scores
+    that take most of an explanation's time (a minute or two on a small CPU). Returns (scores,
+    curves); (partial scores, None) when ``should_cancel`` says stop between the steps."""
+    stop = should_cancel or (lambda: False)
+    out: dict[str, float] = {}
+    yield Progress(step, start, "deletion and insertion")
+    cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt)
+    if stop():
+        return out, None
+    yield Progress(step, start + span / 3, "deletion and insertion (random order)")
+    rand_curves = fa.deletion_insertion(model, xin, None, tgt)
+    out.update(
+        deletion_auc=cam_curves["deletion_auc"],
+        insertion_auc=cam_curves["insertion_auc"],
+        deletion_auc_random=rand_curves["deletion_auc"],
+        insertion_auc_random=rand_curves["insertion_auc"],
+    )
+    if stop():
+        return out, None
+    yield Progress(step, start + span / 2, "randomisation check")
+    check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in)
+    out.update(
+        randomisation_spearman=check["randomisation_spearman"],
+        randomisation_flag=check["randomisation_flag"],
+    )
+    return out, {"cam": cam_curves, "random": rand_curves, "randomisation": check}
+
+
+def faithfulness_scores(
+    explained: Explained, *, should_cancel: Callable[[], bool] | None = None
+) -> Generator[Progress, None, dict[str, float]]:
+    """The slow faithfulness scores of a heatmap explained earlier with ``scores="fast"`` and
+    ``keep=True``: what ``scores="all"`` adds (deletion/insertion AUC against a random order, the
+    randomisation check), computed on the same input, CAM and target.
+
+    Why separate: the viewer shows the heatmap as soon as it is made and fills these in when they
+    arrive, instead of showing nothing for the minute or two they take. The heatmap itself is not
+    changed (the caller owns it and may hold it on another thread): the scores are returned, and
+    the curves are kept in ``explained.curves``. Stops early (returning what it has) when
+    ``should_cancel()`` turns True between the steps.
+    """
+    if explained.model is None or explained.cam_input is None or explained.cam is None:
+        raise ExplanationError(
+            "This explanation kept no model and input to score; explain it again with keep=True."
+        )
+    scores, curves = yield from _slow_scores(
+        explained.model,
+        explained.cam_input,
+        explained.cam,
+        explained.target,
+        explained.method,
+        explained.layer,
+        "faithfulness",
+        0.0,
+        1.0,
+        should_cancel,
+    )
+    if curves is not None:
+        explained.curves = curves
+    yield Progress("faithfulness", 1.0, "done")
+    return scores
 
 
 def _kinetics_share(

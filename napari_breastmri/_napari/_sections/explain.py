@@ -2,7 +2,14 @@
 threshold sliders; per-phase bars; the faithfulness numbers with a plain-language reading; and a
 side-by-side comparison of two methods (grid mode, each heatmap over the phase in view).
 
-The heatmap comes from :func:`napari_breastmri.explain.explain_study` run in a worker.
+The heatmap comes from :func:`napari_breastmri.explain.explain_study` run in a worker with the
+fast scores only (per-phase attribution, CAM x kinetics, pointing when truth is loaded), so its
+layer appears within seconds. The slow faithfulness checks (deletion/insertion against a random
+order, the model-randomisation check: a minute or two on a small CPU) then run in a follow-up
+worker (:func:`napari_breastmri.explain.study.faithfulness_scores`); when they arrive they are
+written into the same :class:`~napari_breastmri.types.Heatmap` (the one in the findings, so
+exports and reports carry them) and the dock's reading is redrawn. A new explanation, a new study
+or Cancel stops the follow-up, and a result that arrives for an older explanation is dropped.
 """
 
 from __future__ import annotations
@@ -46,6 +53,20 @@ def faithfulness_text(scores: dict[str, float]) -> str:
     return f"{nums}. In plain words: {reading}."
 
 
+def heatmap_text(hm: Heatmap, *, pending: bool = False) -> str:
+    """What the dock says under a heatmap: the plain-language reading
+    (:func:`napari_breastmri.explain.describe`), the numbers, and whether the slow faithfulness
+    checks are still running (pure apart from the reading)."""
+    from ...explain.faithfulness import describe
+
+    text = f"{hm.method} on {hm.target} ({hm.layer}): {describe(hm)}"
+    if hm.scores:
+        text += " " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(hm.scores.items())) + "."
+    if pending:
+        text += "\nFaithfulness checks running... (deletion/insertion and the randomisation check)"
+    return text
+
+
 class ExplainSection(Section):
     title = "Explain"
 
@@ -84,7 +105,15 @@ class ExplainSection(Section):
         self.column.addWidget(self.canvas)
         self.faith = self.label("")
         self.jobs: list[Any] = []
+        #: the follow-up jobs computing the slow faithfulness scores of the heatmaps just shown
+        self.followups: list[Any] = []
+        #: heatmaps (by id) whose faithfulness checks are still running
+        self._pending: set[int] = set()
+        #: bumped by every Explain click and every new study: a follow-up started under an older
+        #: generation has its result dropped
+        self._generation = 0
         self.state.findings_changed.connect(self._on_findings)
+        self.state.study_changed.connect(self._on_study)
         self.state.heatmap_added.connect(self.show_heatmap_info)
 
     def _slider(self, name: str, value: int, slot) -> QSlider:
@@ -97,6 +126,10 @@ class ExplainSection(Section):
         row.addWidget(s)
         self.column.addLayout(row)
         return s
+
+    def _on_study(self, _study: Any) -> None:
+        self._generation += 1
+        self._stop_followups()
 
     def _on_findings(self, findings: Any) -> None:
         self.model.clear()
@@ -125,8 +158,11 @@ class ExplainSection(Section):
             methods.append(self.method2.currentText())
         target = self.target.currentText().strip() or None
         layer = self.layer_name.text().strip() or None
-        results: list[Heatmap | None] = []
+        results: list[Any] = []
         truth_mask = self.state.truth_mask
+        self._generation += 1
+        self._stop_followups()
+        generation = self._generation
         self.jobs = []
         clock = ProgressClock()
 
@@ -136,7 +172,8 @@ class ExplainSection(Section):
                 from ...models import registry
 
                 pkg = registry.resolve(f"{run.name}@{run.version}")
-                kwargs: dict[str, Any] = {"scores": "all"}  # faithfulness + randomisation check
+                # the fast scores now; the slow ones in a follow-up job once the layer is shown
+                kwargs: dict[str, Any] = {"scores": "fast", "keep": True}
                 if layer:
                     kwargs["layer"] = layer
                 if truth_mask is not None:
@@ -147,10 +184,10 @@ class ExplainSection(Section):
 
             return factory
 
-        def done(hm: Heatmap) -> None:
-            results.append(hm)
-            if len(results) == len(methods):
-                self._add(results)
+        def done(explained: Any) -> None:
+            results.append(explained)
+            if len(results) == len(methods) and generation == self._generation:
+                self._add(results, generation)
 
         for method in methods:
             job = start(
@@ -170,6 +207,19 @@ class ExplainSection(Section):
     def cancel(self) -> None:
         for job in self.jobs:
             job.cancel()
+        if self._stop_followups():
+            self.status.setText("Faithfulness checks cancelled; the heatmap stays, without those scores.")
+
+    def _stop_followups(self) -> bool:
+        """Cancel the running faithfulness checks (their results are dropped); True if any ran."""
+        running = [job for job in self.followups if job.running]
+        for job in running:
+            job.cancel()
+        self.followups = []
+        if self._pending:
+            self._pending.clear()
+            self._refresh_info()
+        return bool(running)
 
     def _failed(self, exc: BaseException) -> None:
         self.status.setText("Explanation failed (see the notification).")
@@ -178,12 +228,14 @@ class ExplainSection(Section):
     def _finished(self, _job: Any) -> None:
         if all(not j.running for j in self.jobs):
             self.run_btn.setEnabled(True)
-            self.cancel_btn.setEnabled(False)
+            self.cancel_btn.setEnabled(any(j.running for j in self.followups))
 
-    def _add(self, heatmaps: list[Heatmap | None]) -> None:
-        if not all(heatmaps):
+    def _add(self, results: list[Any], generation: int) -> None:
+        if not all(results):
             self.status.setText("The model found nothing to explain for this target (see Findings warnings).")
-        heatmaps = [h for h in heatmaps if h is not None]
+        explained = [e for e in results if e is not None]
+        heatmaps = [e.heatmap for e in explained]
+        self._pending = {id(hm) for hm in heatmaps}  # before add_heatmap draws the reading
         for hm in heatmaps:
             self.state.add_heatmap(hm)
             self.dock.add_tuples([_layers.heatmap_layer(hm, reference=self.state.study.affine)])
@@ -191,7 +243,66 @@ class ExplainSection(Section):
         if len(heatmaps) == 2:
             self.compare(heatmaps)
         if heatmaps:
-            self.status.setText(f"{len(heatmaps)} heatmap(s) added.")
+            self.status.setText(f"{len(heatmaps)} heatmap(s) added; faithfulness checks running...")
+        for item in explained:
+            self._start_followup(item, generation)
+
+    def _start_followup(self, explained: Any, generation: int) -> Any:
+        """Score ``explained`` in a background job; its scores land in its heatmap when they arrive."""
+        from .._worker import ProgressClock, start
+
+        hm, clock = explained.heatmap, ProgressClock()
+
+        def factory(should_cancel):
+            from ...explain.study import faithfulness_scores
+
+            return (yield from faithfulness_scores(explained, should_cancel=should_cancel))
+
+        def arrived(scores: dict[str, float]) -> None:
+            if generation != self._generation or id(hm) not in self._pending:
+                return  # a newer explanation or study: this one's checks no longer belong here
+            hm.scores.update(scores)  # the Heatmap in the findings: exports and reports see them
+            self._pending.discard(id(hm))
+            explained.model = explained.cam_input = None  # free the network and the input
+            self._refresh_info(hm)
+            if not self._pending:
+                self.status.setText("Faithfulness checks done.")
+
+        def stopped(exc: BaseException | None = None) -> None:
+            if generation != self._generation:
+                return
+            explained.model = explained.cam_input = None
+            self._pending.discard(id(hm))
+            self._refresh_info(hm)
+            if exc is not None:
+                self.status.setText(
+                    "The faithfulness checks failed (see the notification); the heatmap stays."
+                )
+                self.dock.show_error(exc)
+
+        def progress(step: Any) -> None:
+            if generation == self._generation:
+                self.status.setText("Faithfulness checks running... " + clock.text(step))
+
+        job = start(
+            factory,
+            on_progress=progress,
+            on_result=arrived,
+            on_error=stopped,
+            on_cancelled=stopped,
+            on_finished=self._finished,
+        )
+        self.followups.append(job)
+        self.dock.jobs.append(job)
+        self.cancel_btn.setEnabled(True)
+        return job
+
+    def _refresh_info(self, hm: Heatmap | None = None) -> None:
+        """Redraw the reading for ``hm`` (default: the findings' last heatmap) if it is the one shown."""
+        findings = self.state.findings
+        shown = findings.heatmaps[-1] if findings is not None and findings.heatmaps else None
+        if shown is not None and (hm is None or hm is shown):
+            self.show_heatmap_info(shown)
 
     def compare(self, heatmaps: list[Heatmap]) -> None:
         """Two methods side by side, each heatmap on the anatomy (grid mode, stride 2).
@@ -261,5 +372,4 @@ class ExplainSection(Section):
         if hm.phase_attribution:
             _plots.phase_bars(self.canvas.figure, hm.phase_attribution)
             self.canvas.draw_idle()
-        text = faithfulness_text(dict(hm.scores))
-        self.faith.setText(f"{hm.method} on {hm.target} ({hm.layer}): {text}")
+        self.faith.setText(heatmap_text(hm, pending=id(hm) in self._pending))
