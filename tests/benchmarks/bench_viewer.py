@@ -13,8 +13,10 @@ the demo models run from the dock.
   reader looks at the results, and over the whole session from docking on (a full pass on the UI
   thread walks the whole heap: 0.2-0.5 s here), plus the dock's deliberate idle collections.
 * First heatmap: ``READ_BEFORE_EXPLAIN_S`` after the results, Grad-CAM on the detector from the
-  Explain section; seconds from the click to the heatmap computed and to its layer, and whether
-  pytorch-grad-cam was already imported (the dock warms it while idle).
+  Explain section; seconds from the click to the heatmap computed, to its layer shown (with the
+  fast scores) and to its slow faithfulness scores filled in by the follow-up job, the longest UI
+  gap while those checks ran, and whether pytorch-grad-cam was already imported (the dock warms
+  it while idle).
 """
 
 from __future__ import annotations
@@ -69,11 +71,12 @@ def _idle_collections(dock) -> list[float]:
     return list(getattr(idle, "collections", []))
 
 
-def _first_heatmap(dock, infos) -> tuple[float, float, bool, str, str]:
-    """Seconds from the Explain click (Grad-CAM on the detector) to the heatmap computed (its
-    faithfulness scores start: the status says "per-phase attribution") and to its layer, whether
-    pytorch-grad-cam was already imported at the click, the job outcome, and the full collector
-    passes in the job and the 3 s after it."""
+def _first_heatmap(dock, infos) -> dict:
+    """From the Explain click (Grad-CAM on the detector): seconds to the heatmap computed (its fast
+    scores start: the status says "per-phase attribution"), to its layer shown, and to the slow
+    faithfulness scores filled in by the follow-up job; the longest UI gap while those ran;
+    whether pytorch-grad-cam was already imported at the click; the jobs' outcomes; the full
+    collector passes from the click to 3 s after the scores; and the load average at the click."""
     import sys
 
     ex = dock.sections["Explain"]
@@ -83,6 +86,7 @@ def _first_heatmap(dock, infos) -> tuple[float, float, bool, str, str]:
     ex.method.setCurrentText("gradcam")
     ex.method2.setCurrentText("(none)")
     warm = "pytorch_grad_cam" in sys.modules
+    load = os.getloadavg()[0]
     passes = _FullPasses()
     t0 = time.perf_counter()
     jobs = ex.run()
@@ -95,10 +99,24 @@ def _first_heatmap(dock, infos) -> tuple[float, float, bool, str, str]:
 
     _until(cam_done, timeout=900)
     _until(lambda: bool(dock.layers_with_role("heatmap")), timeout=10)
-    total = time.perf_counter() - t0
+    layer_s = time.perf_counter() - t0
+    followups = list(getattr(ex, "followups", []))  # none before the follow-up job existed
+    checking = _StallMeter()
+    checking.start()
+    _until(lambda: all(j.finished_at is not None for j in followups), timeout=900)
+    checking.stop()
+    scores_s = time.perf_counter() - t0
     _until(lambda: False, timeout=AFTER_RUN_S)
-    outcome = ",".join(j.outcome for j in jobs) or "not started"
-    return seen.get("cam", float("nan")), total, warm, outcome, passes.close()
+    return {
+        "cam": seen.get("cam", float("nan")),
+        "layer": layer_s,
+        "scores": scores_s,
+        "checks_gap": checking.worst()[0] if followups else float("nan"),
+        "warm": warm,
+        "outcome": ",".join(j.outcome for j in jobs + followups) or "not started",
+        "passes": passes.close(),
+        "load": load,
+    }
 
 
 def _app():
@@ -311,13 +329,16 @@ def run() -> str:
             f" While the reader then looked at the results ({READ_BEFORE_EXPLAIN_S:.0f} s, no input): "
             f"longest UI gap {reading.worst()[0]:.0f} ms, full collector passes {passes.close()}."
         )
-        cam_s, total, warm, outcome, explain_passes = _first_heatmap(dock, infos)
+        heat = _first_heatmap(dock, infos)
         heat_line = (
             f"Grad-CAM on the detector clicked {READ_BEFORE_EXPLAIN_S:.0f} s after the run's results were "
-            f"shown, pytorch-grad-cam {'already' if warm else 'not yet'} imported at the click: "
-            f"heatmap computed {cam_s:.1f} s after the click, its layer (after the faithfulness scores) "
-            f"{total:.1f} s after it (outcome {outcome}); full collector passes in the job and the "
-            f"{AFTER_RUN_S:.0f} s after it: {explain_passes}"
+            f"shown (load average {heat['load']:.1f} at the click), pytorch-grad-cam "
+            f"{'already' if heat['warm'] else 'not yet'} imported at the click: heatmap computed "
+            f"{heat['cam']:.1f} s after the click, its layer shown (with the fast scores) "
+            f"{heat['layer']:.1f} s after it, the slow faithfulness scores (deletion/insertion, "
+            f"randomisation check, a follow-up job) filled in {heat['scores']:.1f} s after it, longest UI "
+            f"gap while they ran {heat['checks_gap']:.0f} ms (outcomes {heat['outcome']}); full collector "
+            f"passes from the click to {AFTER_RUN_S:.0f} s after the scores: {heat['passes']}"
         )
     idle_stats = idle.summary()
     load = os.getloadavg()
