@@ -26,33 +26,6 @@ from ._base import Section
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam", "scorecam")
 
 
-def faithfulness_text(scores: dict[str, float]) -> str:
-    """The numbers, then one plain-language line on how far to trust the heatmap (pure)."""
-    if not scores:
-        return "No faithfulness numbers for this heatmap."
-    nums = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items()))
-    verdicts = []
-    dele, rnd = scores.get("deletion_auc"), scores.get("deletion_auc_random", scores.get("insertion_auc"))
-    if dele is not None and rnd is not None:
-        verdicts.append(
-            "removing the hot region first lowers the score faster than removing voxels at random"
-            if dele < rnd
-            else "removing the hot region barely changes the score: read it with care"
-        )
-    rand = scores.get("randomisation_spearman", scores.get("randomization_rank_correlation"))
-    if rand is not None:
-        verdicts.append(
-            "it depends on the trained weights"
-            if abs(rand) < 0.5
-            else "a random model gives a similar map: do not trust it"
-        )
-    pg = scores.get("pointing_hit", scores.get("pointing_game"))
-    if pg is not None:
-        verdicts.append("its peak lies on the lesion" if pg >= 0.5 else "its peak misses the lesion")
-    reading = "; ".join(verdicts) if verdicts else "see docs/explanations.md for how to read these"
-    return f"{nums}. In plain words: {reading}."
-
-
 def heatmap_text(hm: Heatmap, *, pending: bool = False) -> str:
     """What the dock says under a heatmap: the plain-language reading
     (:func:`napari_breastmri.explain.describe`), the numbers, and whether the slow faithfulness
@@ -128,7 +101,10 @@ class ExplainSection(Section):
         return s
 
     def _on_study(self, _study: Any) -> None:
+        """A new study: explanations of the old one still running are stopped, their results dropped."""
         self._generation += 1
+        for job in self.jobs:
+            job.cancel()
         self._stop_followups()
 
     def _on_findings(self, findings: Any) -> None:
@@ -230,12 +206,15 @@ class ExplainSection(Section):
             self.run_btn.setEnabled(True)
             self.cancel_btn.setEnabled(any(j.running for j in self.followups))
 
-    def _add(self, results: list[Any], generation: int) -> None:
+    def _add(self, results: list[Any], generation: int | None = None) -> None:
+        """Show the explanations: each an ``Explained`` (its slow scores then run in a follow-up
+        job) or a finished ``Heatmap`` (shown as it is)."""
         if not all(results):
             self.status.setText("The model found nothing to explain for this target (see Findings warnings).")
-        explained = [e for e in results if e is not None]
-        heatmaps = [e.heatmap for e in explained]
-        self._pending = {id(hm) for hm in heatmaps}  # before add_heatmap draws the reading
+        items = [e for e in results if e is not None]
+        heatmaps = [getattr(e, "heatmap", e) for e in items]
+        to_score = [e for e in items if hasattr(e, "heatmap") and e.model is not None]
+        self._pending = {id(e.heatmap) for e in to_score}  # before add_heatmap draws the reading
         for hm in heatmaps:
             self.state.add_heatmap(hm)
             self.dock.add_tuples([_layers.heatmap_layer(hm, reference=self.state.study.affine)])
@@ -243,9 +222,10 @@ class ExplainSection(Section):
         if len(heatmaps) == 2:
             self.compare(heatmaps)
         if heatmaps:
-            self.status.setText(f"{len(heatmaps)} heatmap(s) added; faithfulness checks running...")
-        for item in explained:
-            self._start_followup(item, generation)
+            checks = "; faithfulness checks running..." if to_score else "."
+            self.status.setText(f"{len(heatmaps)} heatmap(s) added{checks}")
+        for item in to_score:
+            self._start_followup(item, self._generation if generation is None else generation)
 
     def _start_followup(self, explained: Any, generation: int) -> Any:
         """Score ``explained`` in a background job; its scores land in its heatmap when they arrive."""
@@ -301,8 +281,8 @@ class ExplainSection(Section):
         """Redraw the reading for ``hm`` (default: the findings' last heatmap) if it is the one shown."""
         findings = self.state.findings
         shown = findings.heatmaps[-1] if findings is not None and findings.heatmaps else None
-        if shown is not None and (hm is None or hm is shown):
-            self.show_heatmap_info(shown)
+        if shown is not None and (hm is None or hm is shown):  # the text only: the bars have not changed
+            self.faith.setText(heatmap_text(shown, pending=id(shown) in self._pending))
 
     def compare(self, heatmaps: list[Heatmap]) -> None:
         """Two methods side by side, each heatmap on the anatomy (grid mode, stride 2).
