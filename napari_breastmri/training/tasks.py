@@ -200,8 +200,10 @@ TASKS: dict[str, TaskSpec] = {
         "subtype",
         "Molecular subtype (4 classes) from the pre-contrast phase and early/late subtractions "
         "around the index lesion, pooled where the network finds lesion",
-        # softmax attention pooling keeps the evidence on the lesion (docs/explanations.md)
-        attention="softmax",
+        # attention pooling moves the evidence onto the lesion, except for small luminal A cancers:
+        # with sigmoid weights "attend to nothing" became the luminal A signal. "softmax" removes
+        # that road (docs/explanations.md) but is not trained yet: the shipped weights are sigmoid
+        attention="sigmoid",
         features=list(_ROI_FEATURES[:3]),
     ),  # fmt: skip
     "pcr": _region_task(

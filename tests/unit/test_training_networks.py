@@ -97,3 +97,30 @@ def test_attention_classifier_pools_only_where_it_attends() -> None:
     torch.testing.assert_close(net.head_logits(g), net.head_logits(f))
     g[..., 0, 0, 0] += 5.0
     assert not torch.allclose(net.head_logits(g), net.head_logits(f))
+
+
+def test_softmax_attention_hides_the_attention_strength_from_the_head() -> None:
+    """With softmax pooling only *where* it attends matters: a uniform shift of the attention
+    logits (attend more or less to everything) leaves the logits unchanged; with sigmoid it does not."""
+    torch.manual_seed(1)
+    x = torch.randn(1, 2, 16, 16, 16)
+    for pooling, invariant in (("softmax", True), ("sigmoid", False)):
+        net = LesionAttentionClassifier(2, 3, features=(4, 8, 8), pooling=pooling).eval()
+        f = net.features(x)
+        before = net.head_logits(f)
+        with torch.no_grad():
+            net.attention.bias -= 6.0  # much weaker attention everywhere
+        assert torch.allclose(net.head_logits(f), before, atol=1e-5) is invariant, pooling
+
+
+def test_attention_target_any_lesion_cell_counts_small_lesions_fully() -> None:
+    from napari_breastmri.training import loops
+
+    masks = torch.zeros(1, 8, 8, 8)
+    masks[0, 0, 0, 0] = 1.0  # one voxel of 64 in the first 4 x 4 x 4 cell
+    on_it = torch.full((1, 1, 2, 2, 2), -8.0)
+    on_it[0, 0, 0, 0, 0] = 8.0
+    assert float(loops._attention_loss(on_it, masks, "any")) < 0.1
+    assert float(loops._attention_loss(on_it, masks, "share")) > float(
+        loops._attention_loss(on_it, masks, "any")
+    )
