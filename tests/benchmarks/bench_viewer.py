@@ -101,17 +101,23 @@ def _first_heatmap(dock, infos) -> dict:
     _until(lambda: bool(dock.layers_with_role("heatmap")), timeout=10)
     layer_s = time.perf_counter() - t0
     followups = list(getattr(ex, "followups", []))  # none before the follow-up job existed
-    checking = _StallMeter()
+    checking, steps = _StallMeter(), []  # steps: the status line at each tick, to name the worst gap's
+    checking.timer.timeout.connect(lambda: steps.append(ex.status.text()))
     checking.start()
     _until(lambda: all(j.finished_at is not None for j in followups), timeout=900)
     checking.stop()
+    worst_gap, worst_cpu = checking.worst() if followups else (float("nan"), float("nan"))
+    at = max(range(len(checking.gaps)), key=checking.gaps.__getitem__) if checking.gaps else 0
+    worst_step = steps[at] if steps else "-"
     scores_s = time.perf_counter() - t0
     _until(lambda: False, timeout=AFTER_RUN_S)
     return {
         "cam": seen.get("cam", float("nan")),
         "layer": layer_s,
         "scores": scores_s,
-        "checks_gap": checking.worst()[0] if followups else float("nan"),
+        "checks_gap": worst_gap,
+        "checks_gap_cpu": worst_cpu,
+        "checks_gap_step": worst_step.split("... ")[-1].split(" - about")[0],
         "warm": warm,
         "outcome": ",".join(j.outcome for j in jobs + followups) or "not started",
         "passes": passes.close(),
@@ -337,7 +343,8 @@ def run() -> str:
             f"{heat['cam']:.1f} s after the click, its layer shown (with the fast scores) "
             f"{heat['layer']:.1f} s after it, the slow faithfulness scores (deletion/insertion, "
             f"randomisation check, a follow-up job) filled in {heat['scores']:.1f} s after it, longest UI "
-            f"gap while they ran {heat['checks_gap']:.0f} ms (outcomes {heat['outcome']}); full collector "
+            f"gap while they ran {heat['checks_gap']:.0f} ms (UI-thread CPU in it {heat['checks_gap_cpu']:.0f} ms, "
+            f"ending at '{heat['checks_gap_step']}'; outcomes {heat['outcome']}); full collector "
             f"passes from the click to {AFTER_RUN_S:.0f} s after the scores: {heat['passes']}"
         )
     idle_stats = idle.summary()
