@@ -136,3 +136,20 @@ def test_a_second_explanation_ignores_the_first_ones_checks(toy_explain, qtbot):
     assert not SLOW_KEYS & set(first_hm.scores)
     assert set(second_hm.scores) >= SLOW_KEYS
     assert "gradcam++" in ex.faith.text() and "Faithfulness checks running" not in ex.faith.text()
+
+
+def test_cancel_stops_the_checks_and_keeps_the_heatmap(toy_explain, qtbot):
+    _viewer, widget, ex, gate = toy_explain
+    jobs = ex.run()
+    qtbot.waitUntil(lambda: _shown(widget, ex, jobs), timeout=180_000)
+    hm = widget.state.findings.heatmaps[-1]
+    (followup,) = ex.followups
+    ex.cancel_btn.click()
+    assert "cancelled" in ex.status.text() and "heatmap stays" in ex.status.text()
+    gate.set()
+    qtbot.waitUntil(lambda: followup.finished_at is not None, timeout=180_000)
+    assert followup.outcome == "cancelled"
+    assert widget.layers_with_role("heatmap") and widget.state.findings.heatmaps[-1] is hm
+    assert not SLOW_KEYS & set(hm.scores)
+    assert "Faithfulness checks running" not in ex.faith.text()
+    assert ex.run_btn.isEnabled() and not ex.cancel_btn.isEnabled()
