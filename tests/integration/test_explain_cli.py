@@ -20,6 +20,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     card = get_task("subtype").card()
     card["network"]["factory"] = "napari_breastmri.models.networks.CaseClassifier"
+    card["network"]["kwargs"].pop("pooling", None)  # an attention-classifier option
     card["network"]["kwargs"].update(features=[4, 4, 8, 8])
     card["inputs"]["resize_to"] = [16, 32, 32]
     card["inputs"].pop("roi")  # a whole-study model: these tests are about the CLI's plumbing
