@@ -70,3 +70,33 @@ def tiny_case(shape=(12, 48, 56), *, angle_deg: float = 0.0, seed: int = 0, phi:
         },
     }
     return study, mask, truth
+
+
+def save_toy_subtype(models_dir) -> None:
+    """An untrained 4-class subtype classifier on (pre, sub1), saved as ``models_dir/toy-subtype``:
+    small enough for the Explain GUI tests, with a card CAM layer (``block4``)."""
+    import torch
+
+    from napari_breastmri.models.networks import CaseClassifier
+    from napari_breastmri.models.package import save_package
+
+    torch.manual_seed(0)
+    card = {
+        "name": "toy-subtype",
+        "version": "0.1",
+        "task": "classify",
+        "target": "subtype",
+        "demo": True,
+        "network": {
+            "factory": "napari_breastmri.models.networks.CaseClassifier",
+            "kwargs": {"in_channels": 2, "out_channels": 4, "features": [4, 4, 8, 8]},
+        },
+        "inputs": {
+            "channels": ["pre", "sub1"],
+            "resize_to": [8, 32, 32],
+            "normalisation": {"method": "percentile"},
+        },
+        "outputs": {"classes": ["luminal_a", "luminal_b", "her2_enriched", "triple_negative"]},
+        "cam": {"target_layer": "block4"},
+    }
+    save_package(models_dir / "toy-subtype", card, CaseClassifier(2, 4, (4, 4, 8, 8)), fmt="safetensors")

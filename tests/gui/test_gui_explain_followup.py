@@ -18,37 +18,15 @@ SLOW_KEYS = {"deletion_auc", "insertion_auc", "deletion_auc_random", "randomisat
 def toy_explain(dock, tmp_path, monkeypatch):
     """(viewer, widget, Explain section, gate): a tiny untrained classifier's findings on a tiny
     study, and the randomisation check waiting on ``gate`` (set it to let the scores finish)."""
-    import torch
 
     from napari_breastmri import progress
     from napari_breastmri.explain import faithfulness
     from napari_breastmri.inference.pipeline import analyze
     from napari_breastmri.models import registry
-    from napari_breastmri.models.networks import CaseClassifier
-    from napari_breastmri.models.package import save_package
-    from tests.gui.cases import tiny_case
+    from tests.gui.cases import save_toy_subtype, tiny_case
 
-    torch.manual_seed(0)
-    card = {
-        "name": "toy-subtype",
-        "version": "0.1",
-        "task": "classify",
-        "target": "subtype",
-        "demo": True,
-        "network": {
-            "factory": "napari_breastmri.models.networks.CaseClassifier",
-            "kwargs": {"in_channels": 2, "out_channels": 4, "features": [4, 4, 8, 8]},
-        },
-        "inputs": {
-            "channels": ["pre", "sub1"],
-            "resize_to": [8, 32, 32],
-            "normalisation": {"method": "percentile"},
-        },
-        "outputs": {"classes": ["luminal_a", "luminal_b", "her2_enriched", "triple_negative"]},
-        "cam": {"target_layer": "block4"},
-    }
     user = tmp_path / "models"
-    save_package(user / "toy-subtype", card, CaseClassifier(2, 4, (4, 4, 8, 8)), fmt="safetensors")
+    save_toy_subtype(user)
     monkeypatch.setattr(registry, "user_dir", lambda: user)
     gate = threading.Event()
     original = faithfulness.randomisation_check
