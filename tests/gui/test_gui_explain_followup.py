@@ -50,14 +50,19 @@ def _shown(widget, ex, jobs) -> bool:
     return all(j.finished_at is not None for j in jobs) and bool(widget.layers_with_role("heatmap"))
 
 
-def test_heatmap_layer_appears_before_the_slow_scores_and_they_fill_in(toy_explain, qtbot):
-    _viewer, widget, ex, gate = toy_explain
+def _explain_until_shown(widget, ex, qtbot):
+    """Run Explain and wait for its layer: (the run's jobs, the shown Heatmap, its follow-up job)."""
     jobs = ex.run()
     qtbot.waitUntil(lambda: _shown(widget, ex, jobs), timeout=180_000)
-    assert [j.outcome for j in jobs] == ["done"], ex.status.text()
-    hm = widget.state.findings.heatmaps[-1]
-    # shown while the randomisation check is still held: the fast scores only
     (followup,) = ex.followups
+    return jobs, widget.state.findings.heatmaps[-1], followup
+
+
+def test_heatmap_layer_appears_before_the_slow_scores_and_they_fill_in(toy_explain, qtbot):
+    _viewer, widget, ex, gate = toy_explain
+    jobs, hm, followup = _explain_until_shown(widget, ex, qtbot)
+    assert [j.outcome for j in jobs] == ["done"], ex.status.text()
+    # shown while the randomisation check is still held: the fast scores only
     assert followup.running
     assert not SLOW_KEYS & set(hm.scores)
     assert hm.phase_attribution and set(hm.phase_attribution) == {"pre", "sub1"}
@@ -81,10 +86,7 @@ def test_heatmap_layer_appears_before_the_slow_scores_and_they_fill_in(toy_expla
 
 def test_a_new_study_cancels_the_pending_checks_and_drops_their_result(toy_explain, qtbot):
     _viewer, widget, ex, gate = toy_explain
-    jobs = ex.run()
-    qtbot.waitUntil(lambda: _shown(widget, ex, jobs), timeout=180_000)
-    hm = widget.state.findings.heatmaps[-1]
-    (followup,) = ex.followups
+    _jobs, hm, followup = _explain_until_shown(widget, ex, qtbot)
     study = widget.state.study
     widget.set_study(study)  # the same pixels, but a new reading: the old checks no longer apply
     gate.set()
@@ -96,10 +98,7 @@ def test_a_new_study_cancels_the_pending_checks_and_drops_their_result(toy_expla
 
 def test_a_second_explanation_ignores_the_first_ones_checks(toy_explain, qtbot):
     _viewer, widget, ex, gate = toy_explain
-    first = ex.run()
-    qtbot.waitUntil(lambda: _shown(widget, ex, first), timeout=180_000)
-    first_hm = widget.state.findings.heatmaps[-1]
-    (first_followup,) = ex.followups
+    _first, first_hm, first_followup = _explain_until_shown(widget, ex, qtbot)
     ex.method.setCurrentText("gradcam++")
     second = ex.run()
     assert first_followup.cancel_event.is_set()
@@ -118,10 +117,7 @@ def test_a_second_explanation_ignores_the_first_ones_checks(toy_explain, qtbot):
 
 def test_cancel_stops_the_checks_and_keeps_the_heatmap(toy_explain, qtbot):
     _viewer, widget, ex, gate = toy_explain
-    jobs = ex.run()
-    qtbot.waitUntil(lambda: _shown(widget, ex, jobs), timeout=180_000)
-    hm = widget.state.findings.heatmaps[-1]
-    (followup,) = ex.followups
+    _jobs, hm, followup = _explain_until_shown(widget, ex, qtbot)
     ex.cancel_btn.click()
     assert "cancelled" in ex.status.text() and "heatmap stays" in ex.status.text()
     gate.set()
