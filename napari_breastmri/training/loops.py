@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -109,8 +110,9 @@ def train_segmentation(
     Patches are centred on lesion voxels (50 %), on bright non-lesion enhancement (25 %, hard
     negatives) or anywhere (25 %); in-plane flips and a mild intensity scale. (Drawing a lesion
     uniformly first, so small lesions are seen as often as large ones, was tried on the GPU and
-    did not help: sensitivity 0.76 at 1 876 steps against 0.80 at 1 610; docs/models.md.) The volumes live on
-    the training device, so on a GPU the patches are cut there and the CPU only draws numbers.
+    did not help: sensitivity 0.76 at 1 876 steps against 0.80 at 1 610; docs/models.md.)
+    The volumes live on the training device, so on a GPU the patches are cut there and the CPU
+    only draws numbers.
     ``time_limit`` (seconds) caps the step count from the speed of the first 30 steps, with the
     learning-rate schedule rescaled to it; ``stats`` receives the steps actually taken.
     """
@@ -342,6 +344,12 @@ def train_classifier(
     net = build_network(spec)
     # attention classifiers learn where the lesion is from the masks (an auxiliary loss)
     masks_np = _stack_masks(train) if hasattr(net, "logits_and_attention") else None
+    if hasattr(net, "logits_and_attention") and masks_np is None:
+        warnings.warn(
+            "Some training cases have no lesion mask, so the attention map is trained by the class "
+            "loss alone and may not lie on the lesion; give masks (or boxes) for every case.",
+            stacklevel=2,
+        )
     masks = torch.from_numpy(masks_np).to(dev) if masks_np is not None else None
     # softmax attention is told every lesion cell; the sigmoid form was trained on lesion shares
     cells = "any" if getattr(net, "pooling", "") == "softmax" else "share"

@@ -122,3 +122,22 @@ def test_parallel_cache_gives_the_same_samples_as_sequential(tmp_path: Path) -> 
             assert np.array_equal(a[key].x, b[key].x) and a[key].label == b[key].label
     # a filled cache needs no second fill
     assert list(D.fill_phantom_cache(seeds, cards, cache_dir=tmp_path / "par", phantom_kwargs=kw)) == []
+
+
+def test_attention_training_warns_when_a_case_lacks_its_lesion_mask() -> None:
+    from napari_breastmri import progress
+
+    spec = get_task("subtype")
+    spec.features = [2, 2, 4]
+    spec.batch_size = 2
+    rng = np.random.default_rng(0)
+    samples = [
+        D.Sample(f"c{i}", rng.normal(size=(3, 8, 16, 16)).astype(np.float32), np.eye(4), label=i % 4)
+        for i in range(4)
+    ]
+    for s in samples[:3]:
+        s.mask = np.zeros((8, 16, 16), np.uint8)
+        s.mask[2:6, 4:12, 4:12] = 1
+    with pytest.warns(UserWarning, match="no lesion mask"):
+        net = progress.run(loops.train_classifier(spec, samples, 1, seed=0))
+    assert net.logits(torch.from_numpy(samples[0].x[None])).shape == (1, 4)
