@@ -11,12 +11,13 @@ still be named in a user's card; these are just the ones the demo cards point at
   Dropout in the head gives MC-dropout uncertainty; a ``temperature`` buffer (fitted on a
   validation split) divides the logits so the softmax is calibrated without any card-side logic.
   CAM layer: ``block4`` (last convolutional block).
-* :class:`LesionAttentionClassifier` - a region classifier whose pooling is an attention map over
-  its last block, trained to lie on the lesion (attention-based MIL pooling, Ilse et al. 2018,
-  with a lesion-mask auxiliary loss). Why: with global pooling the subtype model read luminal A
-  from the *absence* of a large mass, so its evidence sat on the region's edges; here the class
-  evidence is pooled where the network itself finds lesion, which makes it the lesion's own
-  features. CAM layer: ``block3`` (the attended block).
+* :class:`LesionAttentionClassifier` - a classifier whose pooling is an attention map over its
+  last block, trained to lie on the lesions (attention-based MIL pooling, Ilse et al. 2018, with a
+  lesion-mask auxiliary loss): subtype (region) and screening (whole study). Why: global pooling
+  averaged a small cancer away (screening was at chance) and let the subtype model read luminal A
+  from the *absence* of a large mass at the region's edges; pooled where the network finds lesion,
+  the evidence is the lesions' own (screening AUC 0.86; for luminal A the sigmoid form still found
+  a way round, see the class). CAM layer: ``block3`` (the attended block).
 
 This module is exempt from the no-torch-at-import rule (it only exists to define torch modules);
 import it lazily from the rest of the core.
