@@ -47,7 +47,9 @@ def test_cli_lists_commands_and_every_command_module_imports() -> None:
     for name, (module, _help) in cli.COMMANDS.items():
         mod = importlib.import_module(module)
         assert callable(mod.add_arguments) and callable(mod.run), name
-    out = subprocess.run([sys.executable, "-m", "napari_breastmri.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_breastmri.cli", "--help"], capture_output=True, text=True
+    )
     assert "analyze" in out.stdout and "phantom" in out.stdout
 
 
