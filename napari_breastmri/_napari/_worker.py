@@ -12,12 +12,14 @@ windows) and the worker is also asked to quit at its next yield; whichever comes
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,6 +232,31 @@ def _drive(factory: GenFactory, cancel_event: threading.Event):
     return result
 
 
+#: jobs started and not yet finished, so that :func:`stop_all` can reach them at exit
+_RUNNING: weakref.WeakSet[Job] = weakref.WeakSet()
+
+
+def stop_all(wait_s: float = 10.0) -> int:
+    """Cancel every running job and wait for the worker threads; returns how many were running.
+
+    Why: a worker still running when the interpreter exits (a faithfulness follow-up or the
+    explanation warm-up outliving a closed viewer) emits into signal objects Qt has already
+    deleted, and the whole process aborts. Registered with :mod:`atexit`; also safe to call when a
+    viewer closes.
+    """
+    from qtpy.QtCore import QThreadPool
+
+    running = [job for job in list(_RUNNING) if job.running]
+    for job in running:
+        job.cancel()
+    if running:
+        QThreadPool.globalInstance().waitForDone(int(wait_s * 1000))
+    return len(running)
+
+
+atexit.register(stop_all)
+
+
 def start(
     factory: GenFactory,
     *,
@@ -274,6 +301,7 @@ def start(
 
     def _finished() -> None:
         job.finished_at = time.monotonic()
+        _RUNNING.discard(job)
         _fast_switching(False)
         _quiet_collector(False, defer_unfreeze=True)
         if job.running:  # quit() before the first yield ends without aborted/returned
@@ -288,6 +316,7 @@ def start(
     worker.finished.connect(_finished)
     _fast_switching(True)
     _quiet_collector(True)
+    _RUNNING.add(job)
     worker.start()
     return job
 
