@@ -19,7 +19,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,8 +231,11 @@ def _drive(factory: GenFactory, cancel_event: threading.Event):
     return result
 
 
-#: jobs started and not yet finished, so that :func:`stop_all` can reach them at exit
-_RUNNING: weakref.WeakSet[Job] = weakref.WeakSet()
+#: jobs started and not yet finished. Strong references on purpose: a job dropped by its owner
+#: (a closed viewer's dock) must keep its worker and the worker's Qt signal object alive until the
+#: thread ends, or the thread emits into a deleted object and the process aborts; and
+#: :func:`stop_all` must reach them at exit
+_RUNNING: set[Job] = set()
 
 
 def stop_all(wait_s: float = 10.0) -> int:

@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = ex.run()
         for job in jobs:
             _wait(app, job)
+        for followup in list(ex.followups):  # the slow faithfulness checks, so the shot shows them
+            _wait(app, followup)
         if lesions:
             dock.sections["Findings"].go_to(lesions[0])
         for layer in dock.layers_with_role("boxes"):
