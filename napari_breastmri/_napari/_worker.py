@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,6 +237,24 @@ def _drive(factory: GenFactory, cancel_event: threading.Event):
 #: thread ends, or the thread emits into a deleted object and the process aborts; and
 #: :func:`stop_all` must reach them at exit
 _RUNNING: set[Job] = set()
+#: jobs that finished while others still ran: kept until none runs (see _restore_warning_hook)
+_FINISHED_WHILE_BUSY: list[Job] = []
+#: the process's warning display before any worker touched it
+_ORIGINAL_SHOWWARNING = warnings.showwarning
+
+
+def _restore_warning_hook() -> None:
+    """Put the process's ``warnings.showwarning`` back once no job runs; let finished jobs go.
+
+    Why: superqt's worker swaps the process-wide ``warnings.showwarning`` for one that emits its
+    own signal, inside ``warnings.catch_warnings()``, which is not thread-safe. Two overlapping
+    workers can leave the first one's hook installed after both ended, and the next warning from
+    any thread then emits into that worker's deleted signals and the process aborts (seen at the
+    end of ``make screenshots``). Finished workers are kept alive until the hook is restored.
+    """
+    if not _RUNNING:
+        warnings.showwarning = _ORIGINAL_SHOWWARNING
+        _FINISHED_WHILE_BUSY.clear()
 
 
 def stop_all(wait_s: float = 10.0) -> int:
@@ -253,6 +272,8 @@ def stop_all(wait_s: float = 10.0) -> int:
         job.cancel()
     if running:
         QThreadPool.globalInstance().waitForDone(int(wait_s * 1000))
+        _RUNNING.clear()
+    _restore_warning_hook()
     return len(running)
 
 
@@ -304,6 +325,8 @@ def start(
     def _finished() -> None:
         job.finished_at = time.monotonic()
         _RUNNING.discard(job)
+        _FINISHED_WHILE_BUSY.append(job)
+        _restore_warning_hook()
         _fast_switching(False)
         _quiet_collector(False, defer_unfreeze=True)
         if job.running:  # quit() before the first yield ends without aborted/returned

@@ -59,3 +59,55 @@ def test_without_stop_all_the_worker_outlives_its_signals() -> None:
     out = _run("without-stop-all")
     assert "exiting with a job running" in out.stdout
     assert "has been deleted" in out.stderr or out.returncode != 0
+
+
+OVERLAP = textwrap.dedent(
+    """
+    import gc, sys, threading, time, warnings
+    from qtpy.QtWidgets import QApplication
+    app = QApplication([])
+    from napari_breastmri._napari import _worker
+    from napari_breastmri.types import Progress
+    original = warnings.showwarning
+    b_started, a_done = threading.Event(), threading.Event()
+
+    def job_a(should_cancel):  # enters first, leaves first
+        def gen():
+            yield Progress("a", 0.0, "")
+            assert b_started.wait(10)
+            a_done.set()
+        return gen()
+
+    def job_b(should_cancel):  # enters second, leaves last: restores A's hook
+        def gen():
+            b_started.set()
+            yield Progress("b", 0.0, "")
+            assert a_done.wait(10)
+            time.sleep(0.2)
+        return gen()
+
+    jobs = [_worker.start(job_a)]
+    time.sleep(0.3)
+    jobs.append(_worker.start(job_b))
+    end = time.monotonic() + 20
+    while any(j.finished_at is None for j in jobs) and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    assert all(j.finished_at is not None for j in jobs)
+    print("hook restored:", warnings.showwarning is original, flush=True)
+    del jobs
+    gc.collect()
+    warnings.warn("after both workers ended")
+    print("warned safely", flush=True)
+    """
+)
+
+
+def test_overlapping_workers_leave_the_warning_hook_as_it_was() -> None:
+    """superqt's workers swap warnings.showwarning non-thread-safely; the dock puts it back."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-c", OVERLAP], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "hook restored: True" in out.stdout and "warned safely" in out.stdout
