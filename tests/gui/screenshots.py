@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     teach.submit()
     _only(dock, "Teaching", "Predictions")
     _shot(viewer, app, out / "teaching-revealed.png")
+    from napari_breastmri._napari import _worker
+
+    _worker.stop_all()  # the dock's jobs end before the viewer does
     viewer.close()
     return 0
 
