@@ -23,11 +23,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..geometry import bbox_world_corners, voxel_to_world
 from ..types import Heatmap
 
@@ -67,12 +68,15 @@ def deletion_insertion(
     batch_size: int = 4,
     seed: int = 0,
     spatial_dims: int = 3,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Deletion and insertion curves and AUCs; ``heatmap=None`` gives a random voxel order.
 
     ``x`` (C, *spatial) on the model grid, ``heatmap`` on the same grid. Ties in the heatmap are
     broken at random (seeded) so flat regions do not follow the array order. Costs
-    ``2 * (steps + 1)`` forward passes, in batches of ``batch_size``.
+    ``2 * (steps + 1)`` forward passes, in batches of ``batch_size``; ``should_cancel()`` is asked
+    before each batch and raises :class:`~napari_breastmri.errors.Cancelled` when True (a viewer
+    closing must not wait for a minute of forward passes).
     """
     import torch
 
@@ -100,6 +104,7 @@ def deletion_insertion(
     with eval_mode(model), torch.no_grad():
         for mode in ("deletion", "insertion"):
             for start in range(0, len(fractions), batch_size):
+                _check(should_cancel)
                 batch = []
                 for f in fractions[start : start + batch_size]:
                     removed = (rank_t < int(round(f * n)))[None, None]
@@ -192,6 +197,11 @@ def _param_modules(model: Any) -> list[tuple[str, Any]]:
     ]
 
 
+def _check(should_cancel: Callable[[], bool] | None) -> None:
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("The faithfulness checks were cancelled.")
+
+
 def randomised_copy(model: Any, upto: int | None = None, seed: int = 0) -> Any:
     """A deep copy with the last ``upto`` parameterised layers re-initialised (None: all)."""
     import torch
@@ -215,8 +225,11 @@ def randomisation_check(
     cascade_steps: int = 3,
     seeds: Sequence[int] = (0, 1, 2),
     spatial_dims: int = 3,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Spearman correlation of ``heatmap`` with heatmaps of progressively randomised copies.
+
+    ``should_cancel()`` is asked before each randomised copy (raises ``Cancelled`` when True).
 
     ``cascade`` lists (layers randomised from the top, mean rho over ``seeds``) at
     ``cascade_steps`` points; the last is the fully randomised model, whose mean rho is
@@ -233,6 +246,7 @@ def randomisation_check(
     for upto in points:
         rhos = []
         for seed in seeds:
+            _check(should_cancel)
             clone = randomised_copy(model, upto, seed)
             other = compute_cam(clone, x, target, method, layer_name, spatial_dims=spatial_dims)
             rhos.append(spearman(heatmap, other, seed=seed))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BreastMRIError
+from ..errors import BreastMRIError, Cancelled
 from ..geometry import resample_to_grid
 from ..types import Findings, Heatmap, Lesion, Progress, Study
 from . import faithfulness as fa
@@ -339,11 +339,14 @@ def _slow_scores(
     stop = should_cancel or (lambda: False)
     out: dict[str, float] = {}
     yield Progress(step, start, "deletion and insertion")
-    cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt)
-    if stop():
+    try:  # the long steps also ask should_cancel between their forward passes
+        cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt, should_cancel=stop)
+        if stop():
+            return out, None
+        yield Progress(step, start + span / 3, "deletion and insertion (random order)")
+        rand_curves = fa.deletion_insertion(model, xin, None, tgt, should_cancel=stop)
+    except Cancelled:
         return out, None
-    yield Progress(step, start + span / 3, "deletion and insertion (random order)")
-    rand_curves = fa.deletion_insertion(model, xin, None, tgt)
     out.update(
         deletion_auc=cam_curves["deletion_auc"],
         insertion_auc=cam_curves["insertion_auc"],
@@ -353,7 +356,10 @@ def _slow_scores(
     if stop():
         return out, None
     yield Progress(step, start + span / 2, "randomisation check")
-    check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in)
+    try:
+        check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in, should_cancel=stop)
+    except Cancelled:
+        return out, None
     out.update(
         randomisation_spearman=check["randomisation_spearman"],
         randomisation_flag=check["randomisation_flag"],

@@ -160,3 +160,28 @@ def test_describe_reads_the_numbers_in_plain_language():
         assert bit in text, bit
     hm.scores.update(randomisation_spearman=0.9, randomisation_flag=1.0)
     assert "caution" in describe(hm)
+
+
+def test_the_slow_checks_stop_between_forward_passes_when_cancelled(classifier, case):
+    """A closing viewer cancels a follow-up mid-check: it must stop within a batch, not a minute."""
+    from napari_breastmri.errors import Cancelled
+
+    x, _, _ = case
+    asked = []
+
+    def cancel_on_second_ask() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    with pytest.raises(Cancelled):
+        fa.deletion_insertion(
+            classifier, x, None, ClassTarget(1), steps=10, should_cancel=cancel_on_second_ask
+        )
+    assert len(asked) == 2  # stopped before the second batch of forward passes
+    heat = compute_cam(classifier, x, ClassTarget(1), "gradcam", "features.7")
+    asked.clear()
+    with pytest.raises(Cancelled):
+        fa.randomisation_check(
+            classifier, x, ClassTarget(1), "gradcam", "features.7", heat, should_cancel=cancel_on_second_ask
+        )
+    assert len(asked) == 2
