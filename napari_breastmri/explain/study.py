@@ -335,28 +335,22 @@ def _slow_scores(
 ) -> Generator[Progress, None, tuple[dict[str, float], dict[str, Any] | None]]:
     """Deletion/insertion against a random order, then the model-randomisation check: the scores
     that take most of an explanation's time (a minute or two on a small CPU). Returns (scores,
-    curves); (partial scores, None) when ``should_cancel`` says stop between the steps."""
+    curves); (partial scores, None) when ``should_cancel`` says stop (it is asked between forward
+    passes)."""
     stop = should_cancel or (lambda: False)
     out: dict[str, float] = {}
-    yield Progress(step, start, "deletion and insertion")
-    try:  # the long steps also ask should_cancel between their forward passes
+    try:  # each step asks should_cancel between its forward passes and raises Cancelled
+        yield Progress(step, start, "deletion and insertion")
         cam_curves = fa.deletion_insertion(model, xin, cam_in, tgt, should_cancel=stop)
-        if stop():
-            return out, None
         yield Progress(step, start + span / 3, "deletion and insertion (random order)")
         rand_curves = fa.deletion_insertion(model, xin, None, tgt, should_cancel=stop)
-    except Cancelled:
-        return out, None
-    out.update(
-        deletion_auc=cam_curves["deletion_auc"],
-        insertion_auc=cam_curves["insertion_auc"],
-        deletion_auc_random=rand_curves["deletion_auc"],
-        insertion_auc_random=rand_curves["insertion_auc"],
-    )
-    if stop():
-        return out, None
-    yield Progress(step, start + span / 2, "randomisation check")
-    try:
+        out.update(
+            deletion_auc=cam_curves["deletion_auc"],
+            insertion_auc=cam_curves["insertion_auc"],
+            deletion_auc_random=rand_curves["deletion_auc"],
+            insertion_auc_random=rand_curves["insertion_auc"],
+        )
+        yield Progress(step, start + span / 2, "randomisation check")
         check = fa.randomisation_check(model, xin, tgt, method, layer_name, cam_in, should_cancel=stop)
     except Cancelled:
         return out, None
