@@ -19,6 +19,7 @@ from superqt import QCollapsible
 
 from ..types import Findings, Study
 from . import _layers
+from ._kinetic_maps import KineticMaps
 from ._state import ReadingState
 from ._worker import user_message
 
@@ -46,6 +47,7 @@ class BreastMRIWidget(QWidget):
         self.viewer = napari_viewer
         self.state = ReadingState()
         self.jobs: list[Any] = []
+        self.kinetic_maps = KineticMaps(self)  # before the sections: cleared first on a new study
         self.writing_layers = False  # True while the dock itself rewrites result layers
         self._prebuilt: _layers.PreparedResults | None = None
         self._steps: list[Callable[[], Any]] = []

@@ -265,11 +265,6 @@ def randomisation_check(
 # ------------------------------------------------------------------------------ CAM x kinetics
 
 
-def tissue_mask(study_pre: np.ndarray, background_fraction: float = 0.1) -> np.ndarray:
-    """Voxels above the air threshold (the kinetics module's rule: 10% of the 95th percentile)."""
-    return np.asarray(study_pre) >= background_fraction * float(np.nanpercentile(study_pre, 95))
-
-
 def kinetics_share(
     heatmap: np.ndarray,
     curve_map: np.ndarray | None = None,

@@ -399,11 +399,11 @@ def faithfulness_scores(
 def _kinetics_share(
     study: Study, data: np.ndarray, findings: Findings | None, lesion_mask: np.ndarray | None
 ) -> dict[str, float]:
+    from .. import kinetics
+
     curve_map = None
     if study.n_phases >= 3:
         try:
-            from .. import kinetics
-
             curve_map = kinetics.curve_types(study)
         except (BreastMRIError, ValueError):
             curve_map = None
@@ -415,4 +415,4 @@ def _kinetics_share(
             for les in findings.lesions:
                 z0, y0, x0, z1, y1, x1 = les.bbox
                 lesion_mask[z0:z1, y0:y1, x0:x1] = True
-    return fa.kinetics_share(data, curve_map, lesion_mask, fa.tissue_mask(study.data[0]))
+    return fa.kinetics_share(data, curve_map, lesion_mask, kinetics.tissue_mask(study.data[0]))

@@ -5,6 +5,7 @@ and the viewer, report and explain code read the same maps. Everything is vector
 the study grid ((phase, z, y, x) float32), importable with no GUI and no torch.
 """
 
+from .breast import body_mask, breast_region, tissue_mask
 from .fit import TOFTS_BOUNDS, fit_patlak, fit_tofts
 from .ftv import SER_BIN_COLOURS, SER_BIN_NAMES, SER_BINS, FTVResult, ftv
 from .maps import (
@@ -37,6 +38,9 @@ from .physics import (
 from .quant import ToftsMaps, tofts_maps
 
 __all__ = [
+    "body_mask",
+    "breast_region",
+    "tissue_mask",
     "CURVE_NAMES",
     "MAP_NAMES",
     "SER_BINS",

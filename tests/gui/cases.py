@@ -100,3 +100,8 @@ def save_toy_subtype(models_dir) -> None:
         "cam": {"target_layer": "block4"},
     }
     save_package(models_dir / "toy-subtype", card, CaseClassifier(2, 4, (4, 4, 8, 8)), fmt="safetensors")
+
+
+def wait_for_jobs(qtbot, widget, timeout_ms: int = 30_000) -> None:
+    """Wait until every job the dock started has finished and its results reached the viewer."""
+    qtbot.waitUntil(lambda: all(j.finished_at is not None for j in widget.jobs), timeout=timeout_ms)

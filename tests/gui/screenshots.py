@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. hanging protocol
     _only(dock, "Study", "Display")
-    dock.sections["Display"].hanging_protocol()
+    job = dock.sections["Display"].hanging_protocol()
+    if job is not None:  # the kinetic panel's maps come from a worker
+        _wait(app, job)
     if lesions:  # the linked cursor on the lesion, in every panel
         ref = dock.layer_with_role("boxes")
         from napari_breastmri._napari._sections.findings import lesion_center_zyx
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     # 3. kinetics: SER colour map, a point in the lesion and a background region, FTV of a box
     _only(dock, "Kinetics")
     kin = dock.sections["Kinetics"]
-    kin.show_map("SER colour map")
+    if kin.show_map("SER colour map") is None:
+        _wait(app, dock.kinetic_maps.job)
     if lesions:
         les = lesions[0]
         z0, y0, x0, z1, y1, x1 = les.bbox
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     _only(dock, "Teaching", "Predictions")
     teach = dock.sections["Teaching"]
     teach.toggle.setChecked(True)
+    if teach.curve_job is not None:  # the curve-type panel waits for the kinetic maps' worker
+        _wait(app, teach.curve_job)
     teach.target.setCurrentText("subtype")
     _shot(viewer, app, out / "teaching.png")
     teach.submit()

@@ -8,7 +8,7 @@ import pytest
 from napari_breastmri._napari import _layers
 from napari_breastmri.geometry import voxel_to_world
 from napari_breastmri.types import CasePrediction, Findings, Lesion
-from tests.gui.cases import PHI, tiny_case
+from tests.gui.cases import PHI, tiny_case, wait_for_jobs
 
 pytestmark = pytest.mark.gui
 
@@ -58,12 +58,13 @@ def test_box_contains_truth_lesion_in_world_coordinates(dock, angle):
     assert masks.data[tuple(idx)] == 1
 
 
-def test_layers_line_up_on_an_oblique_study(dock):
+def test_layers_line_up_on_an_oblique_study(dock, qtbot):
     viewer, widget = dock
     study, mask, truth = tiny_case(angle_deg=35.0)
     widget.set_study(study, truth=truth, truth_mask=mask)
     widget.state.set_findings(_truth_findings(study, mask, truth))
     widget.sections["Display"].hanging_protocol()
+    wait_for_jobs(qtbot, widget)  # the kinetic panel's maps come from a worker
     voxel = np.array([4.0, 17.0, 29.0])
     expected = voxel_to_world(study.affine, voxel)
     checked = 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_breastmri.types import Findings, Heatmap
-from tests.gui.cases import tiny_case
+from tests.gui.cases import tiny_case, wait_for_jobs
 
 pytestmark = pytest.mark.gui
 
@@ -48,7 +48,7 @@ def test_compare_puts_each_heatmap_over_the_phase_in_view(dock):
 
 
 @pytest.mark.slow
-def test_teaching_curve_types_stay_in_the_breasts(dock):
+def test_teaching_curve_types_stay_in_the_breasts(dock, qtbot):
     """On a phantom case the teaching panel colours the lesion but not the chest wall or heart."""
     from napari_breastmri import kinetics as k
     from napari_breastmri._napari import _layers
@@ -59,6 +59,7 @@ def test_teaching_curve_types_stay_in_the_breasts(dock):
     widget.set_study(case.study, truth=case.truth, truth_mask=case.label_mask)
     teach = widget.sections["Teaching"]
     teach.toggle.setChecked(True)
+    wait_for_jobs(qtbot, widget)  # the curve panel is computed in a worker
     (panel,) = [lay for lay in viewer.layers if lay.metadata["breastmri"].get("panel") == "curve"]
     assert panel.visible and panel.rgb
     everywhere = k.curve_types(case.study) > 0

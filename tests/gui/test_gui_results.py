@@ -8,7 +8,7 @@ import pytest
 
 from napari_breastmri._napari import _layers
 from napari_breastmri.types import Findings, Heatmap, Lesion
-from tests.gui.cases import tiny_case
+from tests.gui.cases import tiny_case, wait_for_jobs
 
 pytestmark = pytest.mark.gui
 
@@ -80,7 +80,7 @@ def test_a_new_study_empties_the_result_layers_and_a_newer_result_wins(dock, qtb
     assert [lay.name for lay in viewer.layers][-2:] == [masks.name, boxes.name]
 
 
-def test_teaching_heatmap_panel_shows_the_anatomy_under_the_heatmap(dock):
+def test_teaching_heatmap_panel_shows_the_anatomy_under_the_heatmap(dock, qtbot):
     viewer, widget = dock
     study, mask, truth = tiny_case()
     widget.set_study(study, truth=truth, truth_mask=mask)
@@ -90,6 +90,7 @@ def test_teaching_heatmap_panel_shows_the_anatomy_under_the_heatmap(dock):
     hm = Heatmap(heat, study.affine, "gradcam", "lesion", "enc", "demo-lesion-seg")
     widget.state.set_findings(Findings(study.shape, study.affine, heatmaps=[hm]))
     widget.sections["Teaching"].toggle.setChecked(True)
+    wait_for_jobs(qtbot, widget)  # the curve panel is computed in a worker
     panels = {lay.metadata["breastmri"].get("panel"): lay for lay in widget.layers_with_role("teaching")}
     assert set(panels) == {"sub1", "heatmap", "curve"} and all(p.visible for p in panels.values())
     rgb = np.asarray(panels["heatmap"].data)

@@ -6,21 +6,26 @@ import numpy as np
 import pytest
 
 from napari_breastmri.types import CasePrediction, Findings, Heatmap
-from tests.gui.cases import PHI, tiny_case
+from tests.gui.cases import PHI, tiny_case, wait_for_jobs
 from tests.gui.test_gui_dock import _all_texts
 
 pytestmark = pytest.mark.gui
 
 
-def test_kinetics_map_legend_curves_and_ftv(dock):
+def test_kinetics_map_legend_curves_and_ftv(dock, qtbot):
     viewer, widget = dock
     study, mask, truth = tiny_case()
     widget.set_study(study, truth=truth, truth_mask=mask)
     kin = widget.sections["Kinetics"]
-    layer = kin.show_map("curve type")
+    assert kin.show_map("curve type") is None, "the kinetic maps are computed in a worker"
+    assert "Computing" in kin.legend.text()
+    wait_for_jobs(qtbot, widget)
+    layer = widget.layer_with_role("kinetic_map")
     assert layer.metadata["breastmri"]["role"] == "kinetic_map" and "washout" in kin.legend.text()
     assert 3 in np.unique(layer.data[mask > 0])  # the lesion washes out
-    kin.show_map("PE")
+    jobs = len(widget.jobs)
+    assert kin.show_map("PE") is not None  # the same study's maps: at once, no second job
+    assert len(widget.jobs) == jobs
     assert len(widget.layers_with_role("kinetic_map")) == 1  # replaced, not stacked
     # a clicked point in the lesion and a drawn region in the background: two curves, named
     z0, y0, x0, z1, y1, x1 = truth["lesions"][0]["bbox"]
@@ -48,7 +53,7 @@ def test_kinetics_map_legend_curves_and_ftv(dock):
     assert "ml" in kin.ftv_label.text()
 
 
-def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock):
+def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock, qtbot):
     viewer, widget = dock
     study, mask, truth = tiny_case()
     widget.set_study(study, truth=truth, truth_mask=mask)
@@ -74,7 +79,10 @@ def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock):
     for value in (PHI.name, PHI.patient_id, PHI.birth_date, PHI.accession, PHI.study_date):
         assert not any(value in t for t in texts), value
     assert not widget.sections["Study"].hide_box.isEnabled()  # cannot be un-hidden while teaching
-    assert viewer.canvas.grid.enabled and sum(lay.visible for lay in viewer.layers) == 3
+    # the toggle returns at once: the curve panel (kinetic fit, breast region) follows from a worker
+    assert viewer.canvas.grid.enabled and sum(lay.visible for lay in viewer.layers) == 2
+    wait_for_jobs(qtbot, widget)
+    assert sum(lay.visible for lay in viewer.layers) == 3
     # guess first: the model's answer is hidden until the guess is in
     assert not widget.sections["Predictions"].isEnabled()
     teach.target.setCurrentText("subtype")

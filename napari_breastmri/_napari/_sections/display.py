@@ -15,6 +15,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider
 
 from .. import _layers
+from .._kinetic_maps import Maps, map_values
 from ._base import Section
 
 #: the layers of the hanging protocol, in grid order
@@ -134,27 +135,25 @@ class DisplaySection(Section):
             self._linking = False
 
     # ----- layouts --------------------------------------------------------------------------
-    def kinetic_panel(self, study) -> tuple[str, np.ndarray] | None:
-        """The map for the protocol's last panel, from the kinetics package."""
+    def kinetic_panel(self, maps: Maps) -> tuple[str, np.ndarray]:
+        """The map for the protocol's last panel (curve types and SER in the breasts only)."""
         choice = self.protocol_map.currentText()
-        try:
-            from ... import kinetics as k
+        return (choice, map_values({"SER": "SER colour map"}.get(choice, choice), maps))
 
-            if choice == "curve type":
-                return ("curve type", k.curve_types(study))
-            maps = k.enhancement_maps(study)
-            return (choice, maps["PE"] if choice == "PE" else maps["SER"])
-        except (AttributeError, ImportError, KeyError):
-            return None
-
-    def hanging_protocol(self) -> None:
+    def hanging_protocol(self) -> Any:
+        """pre | post1 | sub1 | MIP | kinetic map in a grid. The kinetic panel needs the study's
+        kinetic maps: the grid is laid out once the dock's shared job has them (a worker, see
+        :mod:`.._kinetic_maps`), at once when they are known. Returns that job or None."""
         study = self.state.study
         if study is None:
-            return
+            return None
+        return self.dock.kinetic_maps.request(study, lambda maps: self._lay_out(study, maps))
+
+    def _lay_out(self, study: Any, maps: Maps) -> None:
         self.dock.remove_roles("protocol")
         for layer in self.viewer.layers:
             layer.visible = False
-        added = self.dock.add_tuples(protocol_tuples(study, self.kinetic_panel(study)))
+        added = self.dock.add_tuples(protocol_tuples(study, self.kinetic_panel(maps)))
         for layer in added:
             layer.visible = True
             if layer.metadata["breastmri"].get("panel") in ("pre", "post1"):

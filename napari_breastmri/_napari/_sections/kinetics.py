@@ -15,11 +15,9 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox
 
 from .. import _layers, _plots
+from .._kinetic_maps import Maps, map_values
 from ._base import Section
 
-#: the SER colour map is shown where PE >= 70 % (the ACRIN 6657 / I-SPY FTV threshold) and the
-#: pre-contrast signal is above the background (air and noise have no meaningful SER)
-SER_MIN_PE = 70.0
 MAPS = ("PE", "SER colour map", "curve type", "washin", "washout", "ttp", "subtraction", "MIP")
 
 
@@ -29,10 +27,11 @@ def legend_html(kind: str, limits: tuple[float, float] | None = None) -> str:
     def swatch(color: str, text: str) -> str:
         return f"<span style='color:{color}'>&#9632;</span> {html.escape(text)}"
 
+    where = " (in the breasts; the chest wall and heart are not coloured)"
     if kind == "curve type":
-        return " ".join(swatch(_layers.CURVE_COLORS[i], _layers.CURVE_NAMES[i]) for i in (1, 2, 3))
+        return " ".join(swatch(_layers.CURVE_COLORS[i], _layers.CURVE_NAMES[i]) for i in (1, 2, 3)) + where
     if kind == "SER colour map":
-        return " ".join(swatch(_layers.SER_COLORS[i], _layers.SER_NAMES[i]) for i in range(1, 6))
+        return " ".join(swatch(_layers.SER_COLORS[i], _layers.SER_NAMES[i]) for i in range(1, 6)) + where
     units = {"PE": "%", "washin": "%/min", "washout": "% of early", "ttp": "s"}.get(kind, "")
     cmap = _layers.MAP_COLORMAPS.get(kind.lower(), "gray")
     rng = f" {limits[0]:.3g} to {limits[1]:.3g} {units}" if limits else ""
@@ -98,28 +97,16 @@ class KineticsSection(Section):
         )
         self.ftv_label = self.label("")
         self.curves: list[tuple[str, Any]] = []
-        self._maps_cache: tuple[int, dict] | None = None
         self.state.study_changed.connect(lambda *_: self._reset())
 
     def _reset(self) -> None:
-        self._maps_cache = None
         self.curves = []
         self.legend.setText("")
         self.ftv_label.setText("")
         self.plot()
 
     # ----- maps -----------------------------------------------------------------------------
-    def maps(self) -> dict[str, np.ndarray]:
-        from ... import kinetics as k
-
-        study = self.state.study
-        if self._maps_cache is None or self._maps_cache[0] != id(study):
-            maps = k.enhancement_maps(study)
-            maps["curve_type"] = k.curve_types(study, maps)
-            self._maps_cache = (id(study), maps)
-        return self._maps_cache[1]
-
-    def map_tuple(self, kind: str) -> _layers.LayerDataTuple:
+    def map_tuple(self, kind: str, maps: Maps | None = None) -> _layers.LayerDataTuple:
         study = self.state.study
         if kind == "subtraction":
             tup = _layers.subtraction_layer(study, 1)
@@ -128,22 +115,33 @@ class KineticsSection(Section):
             tup = _layers.mip_layer(np.max(study.data[1] - study.data[0], axis=0), study)
             tup[1]["visible"] = True
         else:
-            maps = self.maps()
-            key = {"PE": "pe", "SER colour map": "ser", "curve type": "curve_type"}.get(kind, kind)
-            values = maps[key]
-            if kind == "SER colour map":  # SER means something only where the tissue enhances
-                values = np.where((maps["pe"] >= SER_MIN_PE) & (maps["curve_type"] > 0), values, 0.0)
-            tup = _layers.kinetic_map_layer(kind if kind != "SER colour map" else "SER", values, study.affine)
+            if maps is None:
+                raise ValueError(f"the {kind} map needs the study's kinetic maps")
+            name = kind if kind != "SER colour map" else "SER"
+            tup = _layers.kinetic_map_layer(name, map_values(kind, maps), study.affine)
         tup[1]["metadata"] = _layers._meta("kinetic_map", kind=kind)
         return tup
 
     def show_map(self, kind: str | None = None) -> Any:
-        if self.state.study is None:
+        """Show a map: the subtraction and the MIP at once, the kinetic maps once the dock's shared
+        job has computed them (in a worker, see :mod:`.._kinetic_maps`). Returns the layer when it
+        is shown at once, else None."""
+        study = self.state.study
+        if study is None:
             return None
         kind = kind or self.map_choice.currentText()
         self.map_choice.setCurrentText(kind)
+        if kind in ("subtraction", "MIP"):
+            return self._show(kind, None)
+        shown: list[Any] = []
+        if self.dock.kinetic_maps.cached(study) is None:
+            self.legend.setText("Computing the kinetic maps ...")
+        self.dock.kinetic_maps.request(study, lambda maps: shown.append(self._show(kind, maps)))
+        return shown[0] if shown else None
+
+    def _show(self, kind: str, maps: Maps | None) -> Any:
         try:
-            tup = self.map_tuple(kind)
+            tup = self.map_tuple(kind, maps)
         except Exception as exc:
             self.dock.show_error(exc)
             return None

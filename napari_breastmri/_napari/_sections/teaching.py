@@ -8,6 +8,7 @@ from typing import Any
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel
 
 from .. import _layers
+from .._kinetic_maps import Maps, map_values
 from .._teaching import QUESTIONS, GuessSession
 from ._base import Section
 
@@ -44,6 +45,8 @@ class TeachingSection(Section):
         self.result = self.label("Guess first: the model's answer stays hidden until you submit.")
         self.session = GuessSession()
         self.revealed = True
+        self._lesson: object | None = None
+        self.curve_job: Any = None
         self._fill_choices(self.target.currentText())
         self.state.findings_changed.connect(lambda *_: self._gate())
 
@@ -53,6 +56,7 @@ class TeachingSection(Section):
 
     # ----- mode -----------------------------------------------------------------------------
     def set_teaching(self, on: bool) -> None:
+        self._lesson = None
         if on:
             self._phi_before = self.state.hide_phi
         self.state.set_teaching(on)
@@ -97,31 +101,33 @@ class TeachingSection(Section):
                     panel="heatmap",
                 )
             )
-        try:
-            tuples.append(
-                _layers.curve_type_composite(
-                    self.breast_curve_types(study),
-                    study,
-                    name="teaching curve type on post1",
-                    role="teaching",
-                    panel="curve",
-                )
-            )
-        except Exception as exc:  # kinetics may refuse the study: teach with what there is
-            self.result.setText(f"No kinetic map: {exc}")
         self.dock.add_tuples(tuples)
         self.viewer.canvas.grid.stride = 1
         self.viewer.canvas.grid.enabled = True
         self.viewer.reset_view()
+        self._lesson = lesson = object()  # a later switch makes this one's curve panel stale
+        self.curve_job = self._add_curve_panel(study, lesson)
 
-    @staticmethod
-    def breast_curve_types(study: Any) -> Any:
-        """The study's curve types, kept only in the breasts (see :mod:`.._breast`): the chest-wall
-        muscle and the heart enhance too, and coloured they draw the eye away from the breast."""
-        from ... import kinetics as k
-        from .._breast import breast_region
+    def _add_curve_panel(self, study: Any, lesson: object) -> Any:
+        """The curve-type panel once the dock's shared kinetic maps are known (a worker computes
+        them, see :mod:`.._kinetic_maps`: the kinetic fit and the breast region took 0.4 s on the
+        UI thread when the mode switched). Curve types only in the breasts: the chest-wall muscle
+        and the heart enhance too, and coloured they draw the eye away from the breast."""
 
-        return k.curve_types(study) * breast_region(study)
+        def show(maps: Maps) -> None:
+            if not (self.state.teaching and self.state.study is study and self._lesson is lesson):
+                return  # the lesson changed while the maps were computed
+            tup = _layers.curve_type_composite(
+                map_values("curve type", maps),
+                study,
+                name="teaching curve type on post1",
+                role="teaching",
+                panel="curve",
+            )
+            self.dock.add_tuples([tup])
+            self.viewer.reset_view()
+
+        return self.dock.kinetic_maps.request(study, show)
 
     def _gate(self) -> None:
         """While a guess is pending in teaching mode, the Predictions section stays closed."""

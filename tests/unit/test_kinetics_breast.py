@@ -1,4 +1,4 @@
-"""The breast region the teaching panel keeps its curve types to (``_napari._breast``), checked on
+"""The breast region the teaching panel keeps its curve types to (``kinetics.breast``), checked on
 phantom cases, whose tissue map says where the chest wall and the heart are."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from scipy.ndimage import binary_dilation, label
 
 from napari_breastmri import kinetics as k
-from napari_breastmri._napari import _breast
+from napari_breastmri.kinetics import breast as _breast
 from napari_breastmri.phantom import generate_case
 from napari_breastmri.types import Study
 

@@ -1,4 +1,4 @@
-"""Where the breasts are, from the image alone: the teaching panel colours curve types only there.
+"""Where the breasts are, from the image alone: the viewer colours curve types only there.
 
 Why from the image: a real study has no truth. Why not from enhancement: the chest-wall muscle
 and the heart enhance too, and leaving them out is the point.
@@ -57,11 +57,16 @@ def _axes(affine: np.ndarray) -> tuple[int, int, int, bool]:
     return si, ap, lr, bool(cols[1, ap] > 0)
 
 
+def tissue_mask(study_pre: np.ndarray, background_fraction: float = 0.1) -> np.ndarray:
+    """Voxels above the air threshold (the kinetics module's rule: 10% of the 95th percentile)."""
+    return np.asarray(study_pre) >= background_fraction * float(np.nanpercentile(study_pre, 95))
+
+
 def body_mask(pre: np.ndarray) -> np.ndarray:
     """The body on the pre-contrast image: smoothed, above the air threshold, one piece.
 
     The threshold is the higher of the kinetics module's air rule
-    (:func:`napari_breastmri.explain.faithfulness.tissue_mask`: 10 % of the 95th percentile) and
+    (:func:`tissue_mask`: 10 % of the 95th percentile) and
     Otsu's threshold of the smoothed image's logarithm. Why both: with fat suppression the breasts
     are mostly dark and the air's noise floor reaches 10 % of the 95th percentile (phantom case 13);
     on the log scale the tissues (fat, gland, muscle, fluid) gather into one mode and air is the
@@ -70,8 +75,6 @@ def body_mask(pre: np.ndarray) -> np.ndarray:
     only through tissue below the threshold), so noise specks in the air do not count."""
     from scipy.ndimage import gaussian_filter, label
     from skimage.filters import threshold_otsu
-
-    from ..explain.faithfulness import tissue_mask
 
     smooth = gaussian_filter(np.asarray(pre, dtype=np.float32), SMOOTH_VOXELS)
     step = max(1, int(round((smooth.size / 1_000_000) ** (1 / 3))))
