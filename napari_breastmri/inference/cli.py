@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", action="store_true", help="also write the HTML report (when installed)")
     parser.add_argument(
+        "--no-source",
+        action="store_true",
+        help="leave out where the study came from (paths, UIDs) from findings.json, for sharing; a "
+        "later 'breastmri export' then needs --study",
+    )
+    parser.add_argument(
         "--demo", action="store_true", help=f"analyse the embedded synthetic phantom case ({DEMO_LABEL})"
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_DEMO_SEED, help="phantom seed for --demo")
@@ -174,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
         analyze(study, pkgs, device=device, follow_up=follow, explain=explain),
         progress.tqdm_printer("analyze"),
     )
+    if args.no_source:
+        from ..io.findings_json import withhold_study_source
+
+        withhold_study_source(findings)
     out = Path(args.out)
     written = write_outputs(study, findings, out)
     if truth is not None:

@@ -1041,6 +1041,11 @@ def load_recorded_study(
             "DICOM SEG/SR exports need the source study, and this findings.json does not record where "
             f"it came from (an older file, or one written without its study); {_RELOAD_HINT}."
         )
+    if kind == "withheld":
+        raise StudySourceUnavailable(
+            "This findings.json was written without its study's source (analyze --no-source: no "
+            f"paths, no UIDs), so the study cannot be found again; {_RELOAD_HINT}."
+        )
     if kind == "phantom":
         recipe = record.get("phantom") or {}
         study = _regenerate_phantom(recipe).study

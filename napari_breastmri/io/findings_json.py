@@ -127,6 +127,25 @@ def study_source_record(study: Study) -> dict[str, Any]:
     return record
 
 
+def withhold_study_source(findings: Findings) -> None:
+    """Drop from ``findings`` what says where and whose the study was: the paths (a folder name
+    may hold a patient's name), the description, the PACS address and the study and series UIDs.
+
+    Why: findings.json is shared for teaching and second opinions, and the report already hides
+    the source path unless asked. Kept: the phase labels and the per-phase pixel sums, which
+    identify nobody and let ``breastmri export --study PATH`` check that it was given the same study.
+    """
+    record = dict(findings.study_source or {})
+    findings.study_source = {
+        "version": STUDY_SOURCE_VERSION,
+        "kind": "withheld",
+        "phase_labels": list(record.get("phase_labels") or []),
+        "data_sums": list(record.get("data_sums") or []),
+        "demo": bool(record.get("demo")),
+    }
+    findings.study_uid = None
+
+
 def read_study_source(value: Any) -> dict[str, Any]:
     """A ``study_source`` as read from any findings.json: {} when absent (schema 1.0), a bare path
     string (early files) as a version-0 record, a dict as it is."""

@@ -118,3 +118,49 @@ def test_analyze_case_folder_then_export_without_study(
     # the exported findings.json records the study the export used, so it can be exported again
     again = read_findings_json(exported / "findings.json").study_source
     assert again["kind"] == ("case-folder" if recorded else "phantom")
+
+
+def test_analyze_no_source_leaves_out_paths_and_uids(
+    tmp_path: Path, seg_package: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--no-source: findings.json names neither the folder (here the patient's name) nor the UIDs;
+    the export then says it needs --study, and with it the SEG and SR are written and valid."""
+    from napari_breastmri.io.dicom_write import write_study_dicom
+    from tests.unit.test_export_formats import make_study
+
+    case_dir = tmp_path / "DOE^JANE PID-4711"
+    write_study_dicom(make_study(), case_dir, layout="series-per-phase", uid_root_seed="no-source")
+    from napari_breastmri.io import load_study
+
+    study = load_study(case_dir)
+    out = tmp_path / "shared"
+    args = ["analyze", str(case_dir), "--out", str(out), "--models", seg_package, "--no-explain"]
+    assert main([*args, "--no-source"]) == 0
+    text = (out / "findings.json").read_text()
+    for secret in ("DOE^JANE", "PID-4711", study.study_uid, *study.series_uids):
+        assert secret not in text, secret
+    record = read_findings_json(out / "findings.json").study_source
+    assert record["kind"] == "withheld" and len(record["data_sums"]) == study.n_phases
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "seg"]) != 0
+    err = capsys.readouterr().err
+    assert "without its study's source" in err and "--study" in err
+    exported = tmp_path / "exported"
+    rc = main(
+        [
+            "export",
+            str(out),
+            "--study",
+            str(case_dir),
+            "--format",
+            "seg",
+            "--format",
+            "sr",
+            "--out",
+            str(exported),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    shutil.copy(out / "findings.json", exported / "findings.json")
+    shutil.copy(out / "lesions.nii.gz", exported / "lesions.nii.gz")
+    check_seg_and_sr(exported)
