@@ -14,6 +14,8 @@ from ..types import DEMO_LABEL
 from .data import CLASSES
 
 PLACEHOLDER_SHA = "0" * 64
+#: classifiers' MC-dropout passes: the pipeline's uncertainty, and what the card's metrics average
+MC_PASSES = 20
 VERSION = "0.1.0"
 
 DISPLAY = {
@@ -138,7 +140,7 @@ class TaskSpec:
             },
             "uncertainty": {"method": "tta", "passes": 4}
             if self.is_segmentation
-            else {"method": "mc_dropout", "passes": 20},
+            else {"method": "mc_dropout", "passes": MC_PASSES},
             "training": training or {},
             "intended_use": (
                 f"{DEMO_LABEL}. Trained only on the synthetic phantom of napari-breastmri to show how a "

@@ -100,3 +100,47 @@ def test_temperature_scaling_reduces_overconfidence() -> None:
     before = M.expected_calibration_error(labels, _softmax(logits))
     after = M.expected_calibration_error(labels, _softmax(logits / t))
     assert after < before / 2
+
+
+def test_temperature_fitted_to_the_mc_dropout_mean() -> None:
+    """With (passes, cases, classes) logits the fit calibrates the mean over passes (what the
+    pipeline reports), not a single pass: spread between passes already softens the mean."""
+    from napari_breastmri.training.loops import fit_temperature, mean_probabilities
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    clean = np.where(labels[:, None] == np.arange(2), 1.0, -1.0) * 0.5 + rng.normal(0, 1.0, (400, 2))
+    passes = 4 * clean[None] + rng.normal(0, 3.0, (20, 400, 2))  # overconfident, noisy passes
+    t_mc = fit_temperature(passes, labels)
+    t_single = fit_temperature(passes[0], labels)
+    assert t_mc < t_single  # the mean of passes is less confident than one pass
+    before = M.expected_calibration_error(labels, mean_probabilities(passes, 1.0))
+    after = M.expected_calibration_error(labels, mean_probabilities(passes, t_mc))
+    assert after < before / 2 and after < 0.05
+    assert M.expected_calibration_error(labels, mean_probabilities(passes, t_single)) > after
+
+
+def test_mc_dropout_logits_run_the_head_with_dropout_on() -> None:
+    import torch
+
+    from napari_breastmri.models.networks import LesionAttentionClassifier
+    from napari_breastmri.training.data import Sample
+    from napari_breastmri.training.loops import mc_dropout_logits
+
+    torch.manual_seed(0)
+    net = LesionAttentionClassifier(3, 4, features=(4, 8, 8), dropout=0.5)
+    samples = [
+        Sample(
+            f"c{i}",
+            np.random.default_rng(i).random((3, 8, 16, 16)).astype(np.float32),
+            np.eye(4),
+            label=i % 4,
+        )
+        for i in range(5)
+    ]
+    logits, labels = mc_dropout_logits(net, samples, passes=6)
+    assert logits.shape == (6, 5, 4) and list(labels) == [0, 1, 2, 3, 0]
+    assert np.ptp(logits, axis=0).max() > 0, "dropout is on: the passes differ"
+    again, _ = mc_dropout_logits(net, samples, passes=6)
+    np.testing.assert_array_equal(logits, again)  # seeded: the card's numbers are reproducible
+    assert not net.training and not net.dropout.training, "eval mode restored"
