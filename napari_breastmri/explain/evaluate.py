@@ -42,6 +42,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classifier", default="demo-subtype")
     p.add_argument("--classifier-layer", help="override the classifier card's cam.target_layer (e.g. block3)")
     p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
+    p.add_argument(
+        "--classifier-region",
+        choices=["detector", "truth"],
+        default="detector",
+        help="where a region-reading classifier looks: around the largest lesion the detector found "
+        "(end to end: a detector miss is a miss) or around the truth index lesion (the classifier "
+        "alone, as its card's metrics are measured) [detector]",
+    )
     p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "scorecam"])
     p.add_argument(
         "--detector-methods",
@@ -88,6 +96,15 @@ class _Cached:
         return getattr(self.pkg, name)
 
 
+def _index_lesion_findings(case: Any) -> Any:
+    """Findings holding only the truth's index lesion: the classifier's region is then centred
+    where its training and its card's metrics centred it (training.data: the index lesion)."""
+    from ..io.export import findings_from_truth
+
+    index = [les for les in case.truth["lesions"] if les.get("role") == "index"]
+    return findings_from_truth(case.study, {**case.truth, "lesions": index}, np.asarray(case.label_mask))
+
+
 def _log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
 
@@ -127,12 +144,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )
         # the detector's findings first: a classifier that reads the index lesion's region needs them
         findings = progress.run(analyze(study, [det.pkg], device="cpu")) if det is not None else None
+        region_from = findings if args.classifier_region == "detector" else _index_lesion_findings(case)
         for method in args.methods:
             ex = progress.run(
                 explain_study(
                     study,
                     clf,
-                    findings,
+                    region_from,
                     method=method,
                     layer=args.classifier_layer,
                     scores="fast" if method == "gradcam" else "none",
@@ -240,7 +258,10 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     n = len(res["cases"])
     lines = [
         f"Held-out phantom cases: seeds {args.seed}..{args.seed + n - 1} ({n} cases, grid {args.shape} at {args.spacing} mm). "
-        f"{DEMO_LABEL}.",
+        f"{DEMO_LABEL}. The classifier's region: around "
+        + (
+            "the truth index lesion." if args.classifier_region == "truth" else "the largest detected lesion."
+        ),
         "",
         f"| method | {res['classifier']} (class) | {res['detector']} (lesion mask) | {res['detector']} (box) |",
         "|---|---|---|---|",

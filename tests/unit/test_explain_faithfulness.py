@@ -185,3 +185,23 @@ def test_the_slow_checks_stop_between_forward_passes_when_cancelled(classifier, 
             classifier, x, ClassTarget(1), "gradcam", "features.7", heat, should_cancel=cancel_on_second_ask
         )
     assert len(asked) == 2
+
+
+def test_evaluate_truth_region_is_the_index_lesion_alone() -> None:
+    """``--classifier-region truth`` centres the classifier where its training did: on the index
+    lesion, not on the largest truth lesion (a benign mass can be larger)."""
+    from napari_breastmri.explain.evaluate import _index_lesion_findings
+    from napari_breastmri.inference.pipeline import lesion_roi_centre
+    from napari_breastmri.phantom import generate_case
+
+    case = generate_case(903, shape=(16, 64, 64), cancer=True)
+    index = [les for les in case.truth["lesions"] if les["role"] == "index"]
+    assert len(index) == 1 and len(case.truth["lesions"]) >= 1
+    findings = _index_lesion_findings(case)
+    assert [les.bbox for les in findings.lesions] == [index[0]["bbox"]]
+    centre, _ = lesion_roi_centre(findings, case.study)
+    z0, y0, x0, z1, y1, x1 = index[0]["bbox"]
+    from napari_breastmri.geometry import world_to_voxel
+
+    voxel = world_to_voxel(case.study.affine, np.asarray(centre)[None])[0]
+    assert z0 - 1 <= voxel[0] <= z1 and y0 - 1 <= voxel[1] <= y1 and x0 - 1 <= voxel[2] <= x1
