@@ -33,6 +33,14 @@ def _wait(app, job, timeout: float = 600.0) -> None:
         time.sleep(0.02)
 
 
+def _wait_all(app, dock, timeout: float = 120.0) -> None:
+    """Until every job the dock started (and the jobs those started) has finished."""
+    end = time.monotonic() + timeout
+    while any(j.finished_at is None for j in dock.jobs) and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
 def _only(dock, *titles: str) -> None:
     dock.show_sections(*titles)
 
@@ -111,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. hanging protocol
     _only(dock, "Study", "Display")
-    job = dock.sections["Display"].hanging_protocol()
-    if job is not None:  # the kinetic panel's maps come from a worker
-        _wait(app, job)
+    dock.sections["Display"].hanging_protocol()
+    _wait_all(app, dock)  # the kinetic panel's maps come from a worker
     if lesions:  # the linked cursor on the lesion, in every panel
         ref = dock.layer_with_role("boxes")
         from napari_breastmri._napari._sections.findings import lesion_center_zyx
@@ -125,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     # 3. kinetics: SER colour map, a point in the lesion and a background region, FTV of a box
     _only(dock, "Kinetics")
     kin = dock.sections["Kinetics"]
-    if kin.show_map("SER colour map") is None:
-        _wait(app, dock.kinetic_maps.job)
+    kin.show_map("SER colour map")
+    _wait_all(app, dock)
     if lesions:
         les = lesions[0]
         z0, y0, x0, z1, y1, x1 = les.bbox
@@ -211,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     _only(dock, "Teaching", "Predictions")
     teach = dock.sections["Teaching"]
     teach.toggle.setChecked(True)
-    if teach.curve_job is not None:  # the curve-type panel waits for the kinetic maps' worker
-        _wait(app, teach.curve_job)
+    _wait_all(app, dock)  # the heatmap and curve-type panels come from workers
     teach.target.setCurrentText("subtype")
     _shot(viewer, app, out / "teaching.png")
     teach.submit()

@@ -79,8 +79,9 @@ def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock, qtbot):
     for value in (PHI.name, PHI.patient_id, PHI.birth_date, PHI.accession, PHI.study_date):
         assert not any(value in t for t in texts), value
     assert not widget.sections["Study"].hide_box.isEnabled()  # cannot be un-hidden while teaching
-    # the toggle returns at once: the curve panel (kinetic fit, breast region) follows from a worker
-    assert viewer.canvas.grid.enabled and sum(lay.visible for lay in viewer.layers) == 2
+    # the toggle returns at once with the subtraction: the heatmap and curve-type panels (kinetic
+    # fit, breast region, RGB composites) follow from workers
+    assert viewer.canvas.grid.enabled and sum(lay.visible for lay in viewer.layers) == 1
     wait_for_jobs(qtbot, widget)
     assert sum(lay.visible for lay in viewer.layers) == 3
     # guess first: the model's answer is hidden until the guess is in

@@ -46,7 +46,6 @@ class TeachingSection(Section):
         self.session = GuessSession()
         self.revealed = True
         self._lesson: object | None = None
-        self.curve_job: Any = None
         self._fill_choices(self.target.currentText())
         self.state.findings_changed.connect(lambda *_: self._gate())
 
@@ -76,58 +75,55 @@ class TeachingSection(Section):
         napari's grid shows one layer per panel, so an overlay layer would sit on black; the
         heatmap and kinetic panels are therefore composites (the first post-contrast phase in
         grey with the map blended in, see :func:`._layers.heatmap_composite`), so students see
-        where the map lies."""
+        where the map lies. The subtraction shows at once; the composites follow from a worker."""
         study = self.state.study
         if study is None:
             return
         self.dock.remove_roles("protocol", "teaching")
         for layer in self.viewer.layers:
             layer.visible = False
-        tuples = []
         sub = _layers.subtraction_layer(study, 1)
         sub[1].update(
             name="teaching subtraction", visible=True, metadata=_layers._meta("teaching", panel="sub1")
         )
-        tuples.append(sub)
-        findings = self.state.findings
-        if findings is not None and findings.heatmaps:
-            heatmap = findings.heatmaps[-1]
-            tuples.append(
-                _layers.heatmap_composite(
-                    heatmap,
-                    study,
-                    name=f"teaching heatmap ({heatmap.method}, {heatmap.target}) on post1",
-                    role="teaching",
-                    panel="heatmap",
-                )
-            )
-        self.dock.add_tuples(tuples)
+        self.dock.add_tuples([sub])
         self.viewer.canvas.grid.stride = 1
         self.viewer.canvas.grid.enabled = True
         self.viewer.reset_view()
-        self._lesson = lesson = object()  # a later switch makes this one's curve panel stale
-        self.curve_job = self._add_curve_panel(study, lesson)
+        self._lesson = lesson = object()  # a later switch makes this one's panels stale
+        findings = self.state.findings
+        heatmap = findings.heatmaps[-1] if findings is not None and findings.heatmaps else None
+        self.dock.kinetic_maps.request(study, lambda maps: self._compose_panels(study, heatmap, maps, lesson))
 
-    def _add_curve_panel(self, study: Any, lesson: object) -> Any:
-        """The curve-type panel once the dock's shared kinetic maps are known (a worker computes
-        them, see :mod:`.._kinetic_maps`: the kinetic fit and the breast region took 0.4 s on the
-        UI thread when the mode switched). Curve types only in the breasts: the chest-wall muscle
-        and the heart enhance too, and coloured they draw the eye away from the breast."""
+    def _compose_panels(self, study: Any, heatmap: Any, maps: Maps, lesson: object) -> None:
+        """The heatmap and curve-type composites, built in a worker (RGB volumes of the study's
+        size: about 0.4-0.9 s each on a phantom study, which froze the viewer on the UI thread)
+        once the dock's shared kinetic maps are known (:mod:`.._kinetic_maps`). Curve types only
+        in the breasts: the chest-wall muscle and the heart enhance too, and coloured they draw
+        the eye away from the breast."""
+        from .._worker import run_blocking_in_thread
 
-        def show(maps: Maps) -> None:
-            if not (self.state.teaching and self.state.study is study and self._lesson is lesson):
-                return  # the lesson changed while the maps were computed
-            tup = _layers.curve_type_composite(
-                map_values("curve type", maps),
-                study,
-                name="teaching curve type on post1",
-                role="teaching",
-                panel="curve",
+        def compose() -> list[_layers.LayerDataTuple]:
+            tuples = []
+            if heatmap is not None:
+                name = f"teaching heatmap ({heatmap.method}, {heatmap.target}) on post1"
+                tuples.append(
+                    _layers.heatmap_composite(heatmap, study, name=name, role="teaching", panel="heatmap")
+                )
+            curve = map_values("curve type", maps)
+            name = "teaching curve type on post1"
+            tuples.append(
+                _layers.curve_type_composite(curve, study, name=name, role="teaching", panel="curve")
             )
-            self.dock.add_tuples([tup])
-            self.viewer.reset_view()
+            return tuples
 
-        return self.dock.kinetic_maps.request(study, show)
+        def show(tuples: list[_layers.LayerDataTuple]) -> None:
+            if self.state.teaching and self.state.study is study and self._lesson is lesson:
+                self.dock.add_tuples(tuples)  # else the lesson changed while they were made
+                self.viewer.reset_view()
+
+        job = run_blocking_in_thread(compose, on_result=show, on_error=self.dock.show_error, step="panels")
+        self.dock.jobs.append(job)
 
     def _gate(self) -> None:
         """While a guess is pending in teaching mode, the Predictions section stays closed."""
