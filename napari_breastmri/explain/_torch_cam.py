@@ -50,16 +50,24 @@ class ClassTarget:
 
     ``activation`` ("softmax" | "sigmoid" | "none") turns the output into a probability for
     deletion/insertion curves; ``key`` picks one output of a model that returns a tuple or dict.
+    ``score="log_prob"`` explains the class's log-probability under a softmax instead of its
+    logit: its gradient is the class's logit gradient less the probability-weighted mean of all
+    logits' gradients, so evidence that raises every class alike (there is a lesion) cancels and
+    what remains is what favours this class over the others (a contrastive target).
     """
 
     index: int
     name: str = ""
     activation: str = "softmax"
     key: int | str | None = None
+    score: str = "logit"
 
     def __call__(self, output: Any) -> torch.Tensor:
         logits = _select(output, self.key)
-        return logits.reshape(logits.shape[0], -1)[:, self.index]
+        logits = logits.reshape(logits.shape[0], -1)
+        if self.score == "log_prob" and self.activation == "softmax" and logits.shape[1] > 1:
+            return torch.log_softmax(logits, dim=1)[:, self.index]
+        return logits[:, self.index]
 
     def probability(self, output: Any) -> torch.Tensor:
         logits = _select(output, self.key)

@@ -43,6 +43,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classifier-layer", help="override the classifier card's cam.target_layer (e.g. block3)")
     p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
     p.add_argument(
+        "--class-score",
+        choices=["logit", "log_prob"],
+        default="logit",
+        help="what the classifier's class target explains: its logit, or its log-probability "
+        "(contrastive: evidence for this class over the others) [logit]",
+    )
+    p.add_argument(
         "--classifier-region",
         choices=["detector", "truth"],
         default="detector",
@@ -153,6 +160,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     region_from,
                     method=method,
                     layer=args.classifier_layer,
+                    class_score=args.class_score,
                     scores="fast" if method == "gradcam" else "none",
                     truth_mask=truth,
                     keep=True,
@@ -259,9 +267,8 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"Held-out phantom cases: seeds {args.seed}..{args.seed + n - 1} ({n} cases, grid {args.shape} at {args.spacing} mm). "
         f"{DEMO_LABEL}. The classifier's region: around "
-        + (
-            "the truth index lesion." if args.classifier_region == "truth" else "the largest detected lesion."
-        ),
+        + ("the truth index lesion" if args.classifier_region == "truth" else "the largest detected lesion")
+        + f"; its class target: the {'log-probability' if args.class_score == 'log_prob' else 'logit'}.",
         "",
         f"| method | {res['classifier']} (class) | {res['detector']} (lesion mask) | {res['detector']} (box) |",
         "|---|---|---|---|",

@@ -131,7 +131,14 @@ def _window(
 
 
 def _resolve_target(
-    card: Any, model: Any, x: Any, study: Study, findings: Findings | None, target: Any, m_affine
+    card: Any,
+    model: Any,
+    x: Any,
+    study: Study,
+    findings: Findings | None,
+    target: Any,
+    m_affine,
+    class_score: str = "logit",
 ):
     """(target object, description, centre on the model grid or None, lesion mask on study grid or None)."""
     import torch
@@ -157,7 +164,12 @@ def _resolve_target(
             )
         idx = _class_index(card, name)
         act = card.outputs.activation if card.outputs.activation in ("softmax", "sigmoid") else "none"
-        return ClassTarget(idx, name=name, activation=act), f"{card.target}={name}", None, None
+        return (
+            ClassTarget(idx, name=name, activation=act, score=class_score),
+            f"{card.target}={name}",
+            None,
+            None,
+        )
     if card.task not in ("segment", "detect"):
         raise ExplanationError(
             f"Model {card.label} is a {card.task} model; heatmaps are made for classify, segment and detect models."
@@ -216,6 +228,7 @@ def explain_study(
     truth_mask: np.ndarray | None = None,
     keep: bool = False,
     follow_up: Study | None = None,
+    class_score: str = "logit",
 ) -> Generator[Progress, None, Heatmap | Explained | None]:
     """A heatmap of ``package`` on ``study`` for ``target``, on the study grid, in [0, 1].
 
@@ -228,6 +241,8 @@ def explain_study(
     Returns None (with a warning in ``findings``) when a segmenter/detector found no lesion.
     ``keep=True`` returns an :class:`Explained` with the model-grid map and curves as well.
     ``follow_up`` is the early-treatment exam, for models that compare two exams.
+    ``class_score`` ("logit" | "log_prob") is what a classifier's class target explains
+    (:class:`._torch_cam.ClassTarget`).
     """
     import torch
 
@@ -259,7 +274,7 @@ def explain_study(
     x = x.detach().clone().float()
     yield Progress("explain", 0.15, "choosing the target")
     tgt, target_desc, centre, study_lesion = _resolve_target(
-        card, model, x, study, findings, target, m_affine
+        card, model, x, study, findings, target, m_affine, class_score
     )
     if tgt is None:
         if findings is not None:

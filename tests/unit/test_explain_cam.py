@@ -239,3 +239,18 @@ def test_2d_score_cam_weights_match_library(model2d, x2d):
     capped = nd.score_cam_weights(model2d, x2d, acts_t, ClassTarget(2), max_channels=5)
     assert (capped > 0).sum() == 5 and capped.sum() == pytest.approx(1.0, abs=1e-5)
     assert toys.all_hooks(model2d) == 0
+
+
+def test_class_target_log_prob_is_contrastive() -> None:
+    """score="log_prob": a shift of every logit (evidence for all classes alike) does not move the
+    target, and its gradient is e_c - p; a sigmoid output keeps its logit."""
+    logits = torch.tensor([[1.0, 2.0, 0.5]], requires_grad=True)
+    t = ClassTarget(0, score="log_prob")
+    value = t(logits)
+    assert torch.allclose(value, torch.log_softmax(logits, dim=1)[:, 0])
+    assert torch.allclose(t(logits + 3.0), value)
+    (grad,) = torch.autograd.grad(value.sum(), logits)
+    p = torch.softmax(logits, dim=1)
+    assert torch.allclose(grad, torch.tensor([[1.0, 0.0, 0.0]]) - p)
+    assert torch.equal(ClassTarget(0)(logits), logits[:, 0])  # the default: the logit
+    assert torch.equal(ClassTarget(0, activation="sigmoid", score="log_prob")(logits), logits[:, 0])
