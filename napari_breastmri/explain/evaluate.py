@@ -43,6 +43,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classifier-layer", help="override the classifier card's cam.target_layer (e.g. block3)")
     p.add_argument("--detector", default="demo-lesion-seg", help="'none' to evaluate the classifier only")
     p.add_argument(
+        "--region-shift-mm",
+        type=float,
+        default=0.0,
+        help="move the classifier's region centre this far from the lesion, in a random direction "
+        "per case: a region centred on the lesion lets a map that only peaks at its centre win the "
+        "pointing game, so the 'region centre' baseline row is reported with it [0]",
+    )
+    p.add_argument(
         "--class-score",
         choices=["logit", "log_prob"],
         default="logit",
@@ -112,6 +120,42 @@ def _index_lesion_findings(case: Any) -> Any:
     return findings_from_truth(case.study, {**case.truth, "lesions": index}, np.asarray(case.label_mask))
 
 
+def _shifted(findings: Any, study: Any, shift_mm: float, rng: np.random.Generator) -> Any:
+    """A copy of ``findings`` whose lesion boxes are moved ``shift_mm`` in one random direction, so
+    the region a classifier reads is no longer centred on the lesion."""
+    import copy
+
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    spacing = np.linalg.norm(np.asarray(study.affine, dtype=float)[:3, :3], axis=0)
+    offset = np.round(direction * shift_mm / spacing).astype(int)
+    moved = copy.copy(findings)
+    moved.lesions = []
+    for les in findings.lesions:
+        les = copy.copy(les)
+        les.bbox = [
+            int(v) for v in np.r_[np.asarray(les.bbox[:3]) + offset, np.asarray(les.bbox[3:]) + offset]
+        ]
+        moved.lesions.append(les)
+    return moved
+
+
+def _centre_baseline(findings: Any, study: Any, truth: np.ndarray) -> float:
+    """The pointing game of a map that only peaks at the classifier's region centre: what a
+    centre prior scores without looking at the image (0 when there is no region)."""
+    from ..geometry import world_to_voxel
+    from ..inference.pipeline import lesion_roi_centre
+
+    centre, _ = lesion_roi_centre(findings, study) if findings is not None else (None, "")
+    if centre is None:
+        return 0.0
+    voxel = np.round(world_to_voxel(study.affine, np.asarray(centre)[None])[0]).astype(int)
+    voxel = np.clip(voxel, 0, np.asarray(study.shape) - 1)
+    heat = np.zeros(study.shape, np.float32)
+    heat[tuple(voxel)] = 1.0
+    return fa.pointing_game(heat, study.affine, truth_mask=truth)["pointing_hit"]
+
+
 def _log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
 
@@ -140,6 +184,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "phase": [],
     }
     res["pointing"]["box"] = {m: [] for m in _detector_methods(args)}
+    res["pointing"]["centre"] = []
     figs: dict[str, list] = {"clf": [], "det": []}
     for i in range(args.cases):
         seed = args.seed + i
@@ -152,6 +197,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         # the detector's findings first: a classifier that reads the index lesion's region needs them
         findings = progress.run(analyze(study, [det.pkg], device="cpu")) if det is not None else None
         region_from = findings if args.classifier_region == "detector" else _index_lesion_findings(case)
+        if region_from is not None and args.region_shift_mm > 0:
+            region_from = _shifted(region_from, study, args.region_shift_mm, np.random.default_rng(seed))
+        res["pointing"]["centre"].append(_centre_baseline(region_from, study, truth))
         for method in args.methods:
             ex = progress.run(
                 explain_study(
@@ -279,6 +327,17 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
             for k in ("classifier", "segmentation", "box")
         ]
         lines.append(f"| {display_name(m)} | " + " | ".join(cells) + " |")
+    if res["pointing"]["centre"]:
+        lines.append(
+            f"| region centre (baseline: a map peaking at the region's centre) | "
+            f"{np.mean(res['pointing']['centre']):.2f} | - | - |"
+        )
+    if args.region_shift_mm > 0:
+        lines += [
+            "",
+            f"The classifier's region centre was moved {args.region_shift_mm:g} mm from the lesion "
+            "(a random direction per case).",
+        ]
     if res["detector"] != "none":
         det = [c.get("detections", 0) for c in res["cases"]]
         missed = sum(1 for d in det if d == 0)

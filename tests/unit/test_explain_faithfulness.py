@@ -205,3 +205,19 @@ def test_evaluate_truth_region_is_the_index_lesion_alone() -> None:
 
     voxel = world_to_voxel(case.study.affine, np.asarray(centre)[None])[0]
     assert z0 - 1 <= voxel[0] <= z1 and y0 - 1 <= voxel[1] <= y1 and x0 - 1 <= voxel[2] <= x1
+
+
+def test_evaluate_centre_baseline_and_shifted_region() -> None:
+    """A region centred on the lesion hands a centre-peaked map the pointing game; moved 40 mm
+    away, that baseline misses, so hits then have to come from the image."""
+    from napari_breastmri.explain.evaluate import _centre_baseline, _index_lesion_findings, _shifted
+    from napari_breastmri.phantom import generate_case
+
+    case = generate_case(902, shape=(16, 64, 64), cancer=True)
+    truth = np.asarray(case.label_mask) > 0
+    findings = _index_lesion_findings(case)
+    assert _centre_baseline(findings, case.study, truth) == 1.0
+    moved = _shifted(findings, case.study, 40.0, np.random.default_rng(0))
+    assert moved.lesions[0].bbox != findings.lesions[0].bbox  # the original is untouched
+    assert _centre_baseline(moved, case.study, truth) == 0.0
+    assert _centre_baseline(None, case.study, truth) == 0.0
