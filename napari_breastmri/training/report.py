@@ -65,6 +65,10 @@ def package_section(folder: Path) -> str:
         f"(data {t.get('data_seconds', '?')} s shared by the tasks of one run, training "
         f"{t.get('train_seconds', '?')} s, held-out evaluation {t.get('eval_seconds', '?')} s)",
         f"- data: {t.get('data', '?')}",
+    ]
+    if t.get("evaluation_note"):
+        lines.append(f"- evaluation: {t['evaluation_note']}")
+    lines += [
         "",
         "| metric | value |",
         "|---|---|",
