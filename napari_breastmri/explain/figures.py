@@ -119,3 +119,84 @@ def phase_bars(
     ax.legend(fontsize=7)
     ax.set_title((title + (" - " + DEMO_LABEL if demo else "")).strip(), fontsize=8)
     return _save(fig, path)
+
+
+def heatmap_panels(
+    path: str | Path,
+    image: np.ndarray,
+    affine: np.ndarray,
+    panels: Sequence[dict[str, Any]],
+    truth: np.ndarray | None = None,
+    title: str = "",
+    demo: bool = True,
+) -> Path:
+    """One panel per heatmap {"heat": (z,y,x), "label": str} on the axial slice through its peak:
+    ``image`` in grey, the heatmap (magma), a + at the peak, the truth outline in cyan, and
+    whether the peak lies on a truth lesion (the pointing game's rule, in mm through ``affine``)."""
+    from .faithfulness import pointing_game
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+    lo, hi = np.percentile(image, [1, 99.5])
+    for ax, panel in zip(axes[0], panels):
+        heat = np.asarray(panel["heat"], dtype=float)
+        z, y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        ax.imshow(image[z], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        rgba = plt.get_cmap("magma")(np.clip(heat[z], 0, 1))
+        rgba[..., 3] = np.clip(heat[z], 0, 1) * 0.7
+        ax.imshow(rgba, interpolation="bilinear")
+        ax.plot([x], [y], marker="+", color="cyan", markersize=12)
+        where = ""
+        if truth is not None:
+            if np.any(truth[z]):
+                ax.contour(truth[z].astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+            hit = pointing_game(heat, affine, truth_mask=truth)
+            where = "; peak on a true lesion: " + (
+                "yes" if hit["pointing_hit"] else f"no ({hit['pointing_distance_mm']:.0f} mm away)"
+            )
+        ax.set_title(f"{panel.get('label', '')}\nslice {z} (its peak, +){where}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle((title + (" - " + DEMO_LABEL if demo else "")).strip(), fontsize=9)
+    return _save(fig, path)
+
+
+def findings_heatmaps_figure(folder: str | Path, out: str | Path, models: Sequence[str] = ()) -> Path:
+    """:func:`heatmap_panels` of the case-level heatmaps a ``breastmri analyze`` folder holds (those
+    of ``models`` only, by name, when given), on the early subtraction of its study; for a phantom
+    case (its recipe in findings.json) the true lesions, from the regenerated phantom."""
+    from ..io import export
+    from ..io.export_cli import load_findings_dir
+
+    findings, _ = load_findings_dir(folder)
+    study = export.study_for_findings_dir(folder, findings)
+    chosen = [
+        hm
+        for hm in findings.heatmaps
+        if hm.data is not None
+        and "lesion" not in hm.target
+        and (not models or hm.model.split("@")[0] in models)
+    ]
+    if not chosen:
+        raise ValueError(f"{folder} holds no case-level heatmap of {list(models) or 'any model'}.")
+    truth = None
+    recipe = findings.study_source.get("phantom") if findings.study_source.get("kind") == "phantom" else None
+    if recipe:
+        truth = np.asarray(export._regenerate_phantom(recipe).label_mask) > 0
+    image = np.asarray(study.data[1] - study.data[0], dtype=np.float32)
+    panels = [
+        {
+            "heat": hm.data,
+            "label": f"{hm.model.split('@')[0]}: {hm.target.split('=')[-1]}\n{display_name(hm.method)}",
+        }
+        for hm in chosen
+    ]
+    demo = any(m.demo for m in findings.models) or bool(findings.study_source.get("demo"))
+    return heatmap_panels(
+        out, image, study.affine, panels, truth, f"{Path(folder).name}: early subtraction", demo
+    )
+
+
+if __name__ == "__main__":  # python -m napari_breastmri.explain.figures FOLDER OUT.png [MODEL ...]
+    import sys
+
+    print(findings_heatmaps_figure(sys.argv[1], sys.argv[2], sys.argv[3:]))

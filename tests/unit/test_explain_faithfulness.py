@@ -221,3 +221,32 @@ def test_evaluate_centre_baseline_and_shifted_region() -> None:
     assert moved.lesions[0].bbox != findings.lesions[0].bbox  # the original is untouched
     assert _centre_baseline(moved, case.study, truth) == 0.0
     assert _centre_baseline(None, case.study, truth) == 0.0
+
+
+def test_heatmap_panels_figure_says_where_each_peak_lies(tmp_path, monkeypatch) -> None:
+    from napari_breastmri.explain import figures
+    from napari_breastmri.explain.figures import heatmap_panels
+
+    titles: list[str] = []
+    save = figures._save
+
+    def record(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", record)
+
+    image = np.random.default_rng(0).random((6, 32, 32)).astype(np.float32)
+    truth = np.zeros(image.shape, bool)
+    truth[3, 10:14, 10:14] = True
+    on, off = np.zeros(image.shape), np.zeros(image.shape)
+    on[3, 12, 12], off[1, 28, 28] = 1.0, 1.0
+    out = heatmap_panels(
+        tmp_path / "f.png", image, np.eye(4), [{"heat": on, "label": "a"}, {"heat": off, "label": "b"}], truth
+    )
+    assert out.is_file() and out.stat().st_size > 1000
+    assert "slice 3" in titles[0] and titles[0].endswith("true lesion: yes")
+    assert "slice 1" in titles[1] and "true lesion: no (" in titles[1]
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # closed after saving
