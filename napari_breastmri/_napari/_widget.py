@@ -51,6 +51,7 @@ class BreastMRIWidget(QWidget):
         self.writing_layers = False  # True while the dock itself rewrites result layers
         self._prebuilt: _layers.PreparedResults | None = None
         self._steps: list[Callable[[], Any]] = []
+        self._chains = 0  # in_turns chains still running
         self._hidden: dict[Any, bool] = {}  # result layers hidden while written: their visibility
         self._step_timer = QTimer(self)
         self._step_timer.setSingleShot(True)
@@ -217,6 +218,28 @@ class BreastMRIWidget(QWidget):
         self._steps = list(steps)
         if self._steps:
             self._step_timer.start(first_delay_ms)
+
+    def in_turns(self, steps: list[Callable[[], Any]], valid: Callable[[], bool] = lambda: True) -> None:
+        """Run ``steps`` one per event-loop turn, the first now; stop early when ``valid()`` turns
+        false or the viewer closes. Why: napari spends about 0.2 s of UI-thread time per layer
+        it inserts (layer list, scene graph, grid), so ten layers added at once froze the viewer
+        for 2-4 s; one per turn lets paints and input in between. Unlike :meth:`_staged` (a
+        run's results), independent chains do not cancel each other."""
+        self._chains += 1
+
+        def run(i: int) -> None:
+            if i >= len(steps) or self._closing() or not valid():
+                self._chains -= 1
+                return
+            steps[i]()
+            QTimer.singleShot(0, lambda: run(i + 1))
+
+        run(0)
+
+    @property
+    def staging(self) -> bool:
+        """True while layers are still being added or written over the next event-loop turns."""
+        return bool(self._steps) or self._chains > 0
 
     def _drop_steps(self) -> None:
         """Forget pending steps; layers hidden for writing get their visibility back."""

@@ -103,5 +103,8 @@ def save_toy_subtype(models_dir) -> None:
 
 
 def wait_for_jobs(qtbot, widget, timeout_ms: int = 30_000) -> None:
-    """Wait until every job the dock started has finished and its results reached the viewer."""
-    qtbot.waitUntil(lambda: all(j.finished_at is not None for j in widget.jobs), timeout=timeout_ms)
+    """Wait until every job the dock started has finished and its results reached the viewer
+    (layers added over several event-loop turns included)."""
+    qtbot.waitUntil(
+        lambda: all(j.finished_at is not None for j in widget.jobs) and not widget.staging, timeout=timeout_ms
+    )

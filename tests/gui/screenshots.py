@@ -36,7 +36,7 @@ def _wait(app, job, timeout: float = 600.0) -> None:
 def _wait_all(app, dock, timeout: float = 120.0) -> None:
     """Until every job the dock started (and the jobs those started) has finished."""
     end = time.monotonic() + timeout
-    while any(j.finished_at is None for j in dock.jobs) and time.monotonic() < end:
+    while (any(j.finished_at is None for j in dock.jobs) or dock.staging) and time.monotonic() < end:
         app.processEvents()
         time.sleep(0.02)
 

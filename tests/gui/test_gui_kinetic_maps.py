@@ -81,3 +81,23 @@ def test_map_values_keep_the_colour_maps_to_the_breasts():
     np.testing.assert_array_equal(map_values("PE", maps), pe)
     no_region = {k: v for k, v in maps.items() if k != "breast"}
     assert np.all(map_values("curve type", no_region) == 3)  # no region known: every voxel
+
+
+def test_protocol_panels_arrive_one_per_event_loop_turn(dock, qtbot):
+    """napari takes about 0.2 s of UI time per layer it inserts: the protocol's ten layers come
+    one panel (image + cursor) per turn, so the viewer paints and takes input in between."""
+    viewer, widget = dock
+    study, mask, truth = tiny_case()
+    widget.set_study(study, truth=truth, truth_mask=mask)
+    display = widget.sections["Display"]
+    display.hanging_protocol()
+    wait_for_jobs(qtbot, widget)  # the maps are known from here on
+    display.hanging_protocol()  # laid out again: the first panel at once, the rest in turns
+    assert len(widget.layers_with_role("protocol")) == 2 and widget.staging
+    wait_for_jobs(qtbot, widget)
+    layers = widget.layers_with_role("protocol")
+    assert len(layers) == 10 and not widget.staging
+    display.hanging_protocol()
+    display.one_at_a_time()  # stops a layout in progress: nothing more is added
+    wait_for_jobs(qtbot, widget)
+    assert widget.layers_with_role("protocol") == [] and not viewer.canvas.grid.enabled

@@ -65,6 +65,8 @@ class DisplaySection(Section):
     title = "Display"
 
     def build(self) -> None:
+        self._layout: object | None = None  # the protocol layout in progress (see _lay_out)
+        self._cursors: list[Any] = []
         self.buttons(
             ("Hanging protocol", self.hanging_protocol, "pre | post1 | sub1 | MIP | kinetic map in a grid"),
             ("One at a time", self.one_at_a_time, "Back to one view: phases with the findings on top"),
@@ -150,53 +152,61 @@ class DisplaySection(Section):
         return self.dock.kinetic_maps.request(study, lambda maps: self._lay_out(study, maps))
 
     def _lay_out(self, study: Any, maps: Maps) -> None:
+        """The grid, one panel (and its cursor) per event-loop turn (see the dock's ``in_turns``)."""
         self.dock.remove_roles("protocol")
         for layer in self.viewer.layers:
             layer.visible = False
-        added = self.dock.add_tuples(protocol_tuples(study, self.kinetic_panel(maps)))
-        for layer in added:
+        tuples = protocol_tuples(study, self.kinetic_panel(maps))
+        linked = self.linked_cursor.isChecked()
+        self._cursors = []
+        self.viewer.canvas.grid.stride = 2 if linked else 1
+        self.viewer.canvas.grid.enabled = True
+        self._layout = layout = object()  # a newer layout or study makes this one stale
+
+        def add_panel(k: int) -> None:
+            (layer,) = self.dock.add_tuples([tuples[k]])
             layer.visible = True
             if layer.metadata["breastmri"].get("panel") in ("pre", "post1"):
                 layer.events.contrast_limits.connect(lambda *_, lay=layer: self._sync_window(lay))
-        stride = 1
-        if self.linked_cursor.isChecked():
-            stride = self._add_cursors(added, study)
-        self.viewer.canvas.grid.stride = stride
-        self.viewer.canvas.grid.enabled = True
-        self.viewer.reset_view()
+            pair = [layer, self._add_cursor(layer, study)] if linked else [layer]
+            width = len(pair)
+            for offset, lay in enumerate(pair):  # the protocol's panels first, in order
+                self.viewer.layers.move(self.viewer.layers.index(lay), width * k + offset)
+            if k == 0:
+                self.viewer.reset_view()
 
-    def _add_cursors(self, panels: list[Any], study: Any) -> int:
-        """One cursor (a Points layer) per panel, each right after its image, with grid stride 2:
+        def finish() -> None:
+            if linked and self._on_mouse_move not in self.viewer.mouse_move_callbacks:
+                self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
+            self.viewer.reset_view()
+
+        steps = [lambda k=k: add_panel(k) for k in range(len(tuples))] + [finish]
+        self.dock.in_turns(steps, valid=lambda: self._layout is layout and self.state.study is study)
+
+    def _add_cursor(self, panel: Any, study: Any) -> Any:
+        """The panel's cursor (a Points layer), placed right after its image with grid stride 2:
         napari groups consecutive layers into a panel, so every panel shows its own cursor and a
         mouse move in any panel moves them all (the linked cursor)."""
-        cursors = []
-        for panel in panels:
-            (cursor,) = self.dock.add_tuples(
-                [
-                    (
-                        np.empty((0, 3)),
-                        {
-                            "ndim": 3,
-                            "name": f"cursor {panel.name}",
-                            "symbol": "cross",
-                            "size": 14,
-                            "face_color": "cyan",
-                            "border_color": "cyan",
-                            "affine": _layers.napari_affine(study.affine, 3),
-                            "metadata": _layers._meta("protocol", panel="cursor"),
-                        },
-                        "points",
-                    )
-                ]
-            )
-            cursors.append(cursor)
-        order = [lay for pair in zip(panels, cursors) for lay in pair]
-        for target, layer in enumerate(order):  # the protocol pairs first: indices 0,1 | 2,3 | ...
-            self.viewer.layers.move(self.viewer.layers.index(layer), target)
-        self._cursors = cursors
-        if self._on_mouse_move not in self.viewer.mouse_move_callbacks:
-            self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
-        return 2
+        (cursor,) = self.dock.add_tuples(
+            [
+                (
+                    np.empty((0, 3)),
+                    {
+                        "ndim": 3,
+                        "name": f"cursor {panel.name}",
+                        "symbol": "cross",
+                        "size": 14,
+                        "face_color": "cyan",
+                        "border_color": "cyan",
+                        "affine": _layers.napari_affine(study.affine, 3),
+                        "metadata": _layers._meta("protocol", panel="cursor"),
+                    },
+                    "points",
+                )
+            ]
+        )
+        self._cursors.append(cursor)
+        return cursor
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:
         self.move_cursor(event.position)
@@ -211,6 +221,7 @@ class DisplaySection(Section):
             cursor.data = np.asarray(cursor.world_to_data(point), dtype=float)[None]
 
     def one_at_a_time(self) -> None:
+        self._layout = None  # a protocol still being laid out stops
         self.viewer.canvas.grid.enabled = False
         self.viewer.canvas.grid.stride = 1
         if self._on_mouse_move in self.viewer.mouse_move_callbacks:

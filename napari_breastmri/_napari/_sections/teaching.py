@@ -117,10 +117,13 @@ class TeachingSection(Section):
             )
             return tuples
 
+        def current() -> bool:  # else the lesson changed while they were made
+            return self.state.teaching and self.state.study is study and self._lesson is lesson
+
         def show(tuples: list[_layers.LayerDataTuple]) -> None:
-            if self.state.teaching and self.state.study is study and self._lesson is lesson:
-                self.dock.add_tuples(tuples)  # else the lesson changed while they were made
-                self.viewer.reset_view()
+            # one panel per event-loop turn: napari takes about 0.2 s of UI time per layer added
+            steps = [lambda t=t: self.dock.add_tuples([t]) for t in tuples] + [self.viewer.reset_view]
+            self.dock.in_turns(steps, valid=current)
 
         job = run_blocking_in_thread(compose, on_result=show, on_error=self.dock.show_error, step="panels")
         self.dock.jobs.append(job)
