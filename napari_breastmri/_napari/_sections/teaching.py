@@ -120,9 +120,20 @@ class TeachingSection(Section):
         def current() -> bool:  # else the lesson changed while they were made
             return self.state.teaching and self.state.study is study and self._lesson is lesson
 
+        added: list[Any] = []
+
+        def add_hidden(t: _layers.LayerDataTuple) -> None:
+            added.extend(self.dock.add_tuples([(t[0], {**t[1], "visible": False}, t[2])]))
+
+        def reveal() -> None:
+            for layer in added:
+                layer.visible = True
+            self.viewer.reset_view()
+
         def show(tuples: list[_layers.LayerDataTuple]) -> None:
-            # one panel per event-loop turn: napari takes about 0.2 s of UI time per layer added
-            steps = [lambda t=t: self.dock.add_tuples([t]) for t in tuples] + [self.viewer.reset_view]
+            # one panel per event-loop turn, hidden until all are in: napari takes 0.2-0.4 s of UI
+            # time per layer it adds, more when it must slice and draw it in the grid at once
+            steps = [lambda t=t: add_hidden(t) for t in tuples] + [reveal]
             self.dock.in_turns(steps, valid=current)
 
         job = run_blocking_in_thread(compose, on_result=show, on_error=self.dock.show_error, step="panels")
