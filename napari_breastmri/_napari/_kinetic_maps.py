@@ -56,7 +56,7 @@ class KineticMaps:
         self.dock = dock
         self._study: Study | None = None
         self._maps: Maps | None = None
-        self._waiting: list[Callable[[Maps], None]] = []
+        self._waiting: list[tuple[Callable[[Maps], None], Callable[[BaseException], None] | None]] = []
         self.job: Any = None
         dock.state.study_changed.connect(lambda *_: self.clear())
 
@@ -67,9 +67,15 @@ class KineticMaps:
     def cached(self, study: Study) -> Maps | None:
         return self._maps if self._study is study else None
 
-    def request(self, study: Study, on_ready: Callable[[Maps], None]) -> Any:
+    def request(
+        self,
+        study: Study,
+        on_ready: Callable[[Maps], None],
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Any:
         """Call ``on_ready(maps)`` at once when they are known, else after the job; returns the job
-        (None when the maps were cached)."""
+        (None when the maps were cached). When the study cannot carry kinetics (too few phases,
+        unusable times) the error is shown once and ``on_error(exc)`` lets a caller go on without."""
         maps = self.cached(study)
         if maps is not None:
             on_ready(maps)
@@ -77,7 +83,7 @@ class KineticMaps:
         if self._study is not study:
             self.clear()
             self._study = study
-        self._waiting.append(on_ready)
+        self._waiting.append((on_ready, on_error))
         if self.job is None:
             self.job = self._start(study)
         return self.job
@@ -89,13 +95,18 @@ class KineticMaps:
             if self._study is not study:  # the study changed while they were computed
                 return
             self._maps, waiting, self._waiting = maps, self._waiting, []
-            for on_ready in waiting:
+            for on_ready, _ in waiting:
                 on_ready(maps)
 
         def failed(exc: BaseException) -> None:
-            if self._study is study:
-                self.clear()
+            if self._study is not study:
+                return
+            waiting = self._waiting
+            self.clear()
             self.dock.show_error(exc)
+            for _, on_error in waiting:
+                if on_error is not None:
+                    on_error(exc)
 
         job = run_blocking_in_thread(
             lambda: compute_maps(study), on_result=done, on_error=failed, step="kinetic maps"

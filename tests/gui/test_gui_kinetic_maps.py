@@ -101,3 +101,28 @@ def test_protocol_panels_arrive_one_per_event_loop_turn(dock, qtbot):
     display.one_at_a_time()  # stops a layout in progress: nothing more is added
     wait_for_jobs(qtbot, widget)
     assert widget.layers_with_role("protocol") == [] and not viewer.canvas.grid.enabled
+
+
+def test_a_study_without_usable_times_still_gets_its_other_panels(dock, qtbot):
+    """Phase times that do not increase (a real-world DICOM variant) make kinetics impossible:
+    the error is shown once, and the protocol and the teaching grid go on without the map."""
+    import dataclasses
+
+    viewer, widget = dock
+    study, mask, truth = tiny_case()
+    broken = dataclasses.replace(study, times=np.zeros(study.n_phases))
+    widget.set_study(broken, truth=truth, truth_mask=mask)
+    errors: list[str] = []
+    widget.show_error = lambda exc: errors.append(str(exc))
+    widget.sections["Display"].hanging_protocol()
+    widget.sections["Kinetics"].show_map("PE")
+    wait_for_jobs(qtbot, widget)
+    assert len(errors) == 1 and "increase" in errors[0]
+    panels = [lay.metadata["breastmri"]["panel"] for lay in widget.layers_with_role("protocol")]
+    assert [p for p in panels if p != "cursor"] == ["pre", "post1", "sub1", "MIP"]
+    assert "No kinetic maps" in widget.sections["Kinetics"].legend.text()
+    widget.sections["Display"].one_at_a_time()
+    widget.sections["Teaching"].toggle.setChecked(True)
+    wait_for_jobs(qtbot, widget)
+    assert {lay.metadata["breastmri"]["panel"] for lay in widget.layers_with_role("teaching")} == {"sub1"}
+    assert "No kinetic map" in widget.sections["Teaching"].result.text()

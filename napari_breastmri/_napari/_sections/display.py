@@ -149,9 +149,11 @@ class DisplaySection(Section):
         study = self.state.study
         if study is None:
             return None
-        return self.dock.kinetic_maps.request(study, lambda maps: self._lay_out(study, maps))
+        return self.dock.kinetic_maps.request(
+            study, lambda maps: self._lay_out(study, maps), lambda _exc: self._lay_out(study, None)
+        )
 
-    def _lay_out(self, study: Any, maps: Maps) -> None:
+    def _lay_out(self, study: Any, maps: Maps | None) -> None:
         """The grid, one panel (and its cursor) per event-loop turn (see the dock's ``in_turns``).
 
         The layers are added hidden and the grid is switched on last: napari recomputes the grid
@@ -160,7 +162,8 @@ class DisplaySection(Section):
         self.dock.remove_roles("protocol")
         for layer in self.viewer.layers:
             layer.visible = False
-        tuples = protocol_tuples(study, self.kinetic_panel(maps))
+        # no maps (the study cannot carry kinetics: the error was shown): the four other panels
+        tuples = protocol_tuples(study, self.kinetic_panel(maps) if maps is not None else None)
         linked = self.linked_cursor.isChecked()
         self._cursors = []
         self.viewer.canvas.grid.enabled = False

@@ -136,7 +136,11 @@ class KineticsSection(Section):
         shown: list[Any] = []
         if self.dock.kinetic_maps.cached(study) is None:
             self.legend.setText("Computing the kinetic maps ...")
-        self.dock.kinetic_maps.request(study, lambda maps: shown.append(self._show(kind, maps)))
+        self.dock.kinetic_maps.request(
+            study,
+            lambda maps: shown.append(self._show(kind, maps)),
+            lambda exc: self.legend.setText(html.escape(f"No kinetic maps: {exc}")),
+        )
         return shown[0] if shown else None
 
     def _show(self, kind: str, maps: Maps | None) -> Any:

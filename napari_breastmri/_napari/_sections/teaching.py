@@ -93,9 +93,16 @@ class TeachingSection(Section):
         self._lesson = lesson = object()  # a later switch makes this one's panels stale
         findings = self.state.findings
         heatmap = findings.heatmaps[-1] if findings is not None and findings.heatmaps else None
-        self.dock.kinetic_maps.request(study, lambda maps: self._compose_panels(study, heatmap, maps, lesson))
 
-    def _compose_panels(self, study: Any, heatmap: Any, maps: Maps, lesson: object) -> None:
+        def without_maps(exc: BaseException) -> None:  # teach with the subtraction and the heatmap
+            self.result.setText(f"No kinetic map: {exc}")
+            self._compose_panels(study, heatmap, None, lesson)
+
+        self.dock.kinetic_maps.request(
+            study, lambda maps: self._compose_panels(study, heatmap, maps, lesson), without_maps
+        )
+
+    def _compose_panels(self, study: Any, heatmap: Any, maps: Maps | None, lesson: object) -> None:
         """The heatmap and curve-type composites, built in a worker (RGB volumes of the study's
         size: about 0.4-0.9 s each on a phantom study, which froze the viewer on the UI thread)
         once the dock's shared kinetic maps are known (:mod:`.._kinetic_maps`). Curve types only
@@ -110,11 +117,12 @@ class TeachingSection(Section):
                 tuples.append(
                     _layers.heatmap_composite(heatmap, study, name=name, role="teaching", panel="heatmap")
                 )
-            curve = map_values("curve type", maps)
-            name = "teaching curve type on post1"
-            tuples.append(
-                _layers.curve_type_composite(curve, study, name=name, role="teaching", panel="curve")
-            )
+            if maps is not None:
+                curve = map_values("curve type", maps)
+                name = "teaching curve type on post1"
+                tuples.append(
+                    _layers.curve_type_composite(curve, study, name=name, role="teaching", panel="curve")
+                )
             return tuples
 
         def current() -> bool:  # else the lesson changed while they were made
