@@ -231,7 +231,12 @@ class BreastMRIWidget(QWidget):
             if i >= len(steps) or self._closing() or not valid():
                 self._chains -= 1
                 return
-            steps[i]()
+            try:
+                steps[i]()
+            except Exception as exc:  # a failed step ends its chain, said once, never half-counted
+                self._chains -= 1
+                self.show_error(exc)
+                return
             QTimer.singleShot(0, lambda: run(i + 1))
 
         run(0)

@@ -126,3 +126,17 @@ def test_a_study_without_usable_times_still_gets_its_other_panels(dock, qtbot):
     wait_for_jobs(qtbot, widget)
     assert {lay.metadata["breastmri"]["panel"] for lay in widget.layers_with_role("teaching")} == {"sub1"}
     assert "No kinetic map" in widget.sections["Teaching"].result.text()
+
+
+def test_a_failing_step_ends_its_chain_and_is_shown(dock, qtbot):
+    viewer, widget = dock
+    errors: list[str] = []
+    widget.show_error = lambda exc: errors.append(str(exc))
+    done: list[int] = []
+
+    def boom() -> None:
+        raise ValueError("step 2 failed")
+
+    widget.in_turns([lambda: done.append(1), boom, lambda: done.append(3)])
+    qtbot.waitUntil(lambda: not widget.staging, timeout=5000)
+    assert done == [1] and errors == ["step 2 failed"]
