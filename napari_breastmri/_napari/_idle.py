@@ -13,7 +13,8 @@ Two things cost the UI time once and can be done at a moment the user does not n
   `bench_viewer`) once nobody has touched the viewer for
   :data:`COLLECT_AFTER_S` and no job runs.
 
-"Idle" means: no job of the dock running, no results being written into layers, and no mouse,
+"Idle" means: no job of the dock running, no layers being added or written over event-loop turns
+(results, protocol and teaching panels), and no mouse,
 wheel or key event in the application for the given time (an application event filter notes the
 last one; it only reads the event type).
 """
@@ -116,7 +117,7 @@ class IdleTasks(QObject):
     def idle_for(self) -> float:
         """Seconds since the last input or the last busy moment of the dock (0 while busy)."""
         now = time.monotonic()
-        if any(getattr(job, "running", False) for job in self.dock.jobs) or self.dock.results_pending:
+        if any(getattr(job, "running", False) for job in self.dock.jobs) or self.dock.staging:
             self.busy_until = now
             return 0.0
         ended = [job.finished_at for job in self.dock.jobs if getattr(job, "finished_at", None)]

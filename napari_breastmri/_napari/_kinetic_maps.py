@@ -22,6 +22,8 @@ Maps = dict[str, np.ndarray]
 SER_MIN_PE = 70.0
 #: the colour-coded maps, shown in the breasts only (see :func:`map_values`)
 COLOURED_IN_BREAST = ("curve type", "SER colour map")
+#: key prefix of the colour maps as shown, precomputed by :func:`compute_maps`
+_SHOWN = "shown:"
 
 
 def compute_maps(study: Study) -> Maps:
@@ -31,6 +33,8 @@ def compute_maps(study: Study) -> Maps:
     maps = k.enhancement_maps(study)
     maps["curve_type"] = k.curve_types(study, maps)
     maps["breast"] = k.breast_region(study)
+    # the colour maps as shown, made here in the worker: masking the SER map took 0.15 s of UI time
+    maps.update({_SHOWN + kind: map_values(kind, maps) for kind in COLOURED_IN_BREAST})
     return maps
 
 
@@ -39,6 +43,8 @@ def map_values(kind: str, maps: Maps) -> np.ndarray:
     breasts (``maps["breast"]``, :func:`napari_breastmri.kinetics.breast_region`): the chest-wall
     muscle and the heart enhance too and would draw the eye, as on a CAD colour overlay. The other
     maps keep every voxel: the heart's enhancement shows the bolus arrived."""
+    if _SHOWN + kind in maps:
+        return maps[_SHOWN + kind]
     key = {"PE": "pe", "SER colour map": "ser", "curve type": "curve_type"}.get(kind, kind)
     values = maps[key]
     if kind == "SER colour map":  # SER means something only where the tissue enhances

@@ -51,6 +51,10 @@ def test_protocol_panels_pe_and_ser_and_colours_in_the_breasts(dock, qtbot):
             lay for lay in widget.layers_with_role("protocol") if lay.metadata["breastmri"]["panel"] == choice
         ]
     maps = compute_maps(case.study)
+    raw = {key: value for key, value in maps.items() if not key.startswith("shown:")}
+    for kind in ("curve type", "SER colour map"):  # made in the worker, as map_values makes them
+        np.testing.assert_array_equal(map_values(kind, maps), map_values(kind, raw))
+        assert map_values(kind, maps) is maps["shown:" + kind]
     curve = np.asarray(panels["curve type"].data)
     wall = np.isin(case.tissue, (3, 4, 5))  # muscle, bone, lung (phantom.anatomy)
     assert ((maps["curve_type"] > 0) & wall).sum() > 50, "the chest wall enhances in this case"
