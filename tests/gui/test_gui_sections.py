@@ -74,6 +74,7 @@ def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock, qtbot):
         Findings(study.shape, study.affine, case_predictions={"subtype": pred}, heatmaps=[hm])
     )
     teach = widget.sections["Teaching"]
+    shown_before = {lay.name for lay in viewer.layers if lay.visible}
     teach.toggle.setChecked(True)
     texts = _all_texts(widget) + [viewer.title] + [lay.name for lay in viewer.layers]
     for value in (PHI.name, PHI.patient_id, PHI.birth_date, PHI.accession, PHI.study_date):
@@ -97,6 +98,10 @@ def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock, qtbot):
     assert teach.session.score == (1, 2) and "1/2" in teach.result.text()
     teach.toggle.setChecked(False)
     assert PHI.name in viewer.title  # back to the reading station
+    # with the reader's own layers as they were, and no teaching panels left over
+    assert not viewer.canvas.grid.enabled
+    assert not widget.layers_with_role("teaching")
+    assert {lay.name for lay in viewer.layers if lay.visible} == shown_before
 
 
 def test_reader_opens_a_dicom_study_with_the_study_affine(dock, tmp_path):

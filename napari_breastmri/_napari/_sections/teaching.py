@@ -55,19 +55,36 @@ class TeachingSection(Section):
 
     # ----- mode -----------------------------------------------------------------------------
     def set_teaching(self, on: bool) -> None:
-        self._lesson = None
+        self._lesson = None  # panels still being made for a lesson are dropped
         if on:
             self._phi_before = self.state.hide_phi
+            self._visible_before = [layer for layer in self.viewer.layers if layer.visible]
         self.state.set_teaching(on)
         if not on:
             self.state.set_hide_phi(getattr(self, "_phi_before", False))
-            self.viewer.canvas.grid.enabled = False
+            self._leave_side_by_side()
             self.revealed = True
             self._gate()
             return
         self.revealed = False
         self._gate()
         self.side_by_side()
+
+    def _leave_side_by_side(self) -> None:
+        """Back to the reading view: the teaching panels go, and the layers shown before come back.
+
+        Why: the side-by-side view hides every other layer, so leaving it with only the grid
+        switched off left the reader looking at the teaching composites, their own layers hidden.
+        Layers removed meanwhile (a new study) are skipped; with none left, the phases, boxes and
+        mask are shown, as after the hanging protocol."""
+        self.viewer.canvas.grid.enabled = False
+        self.dock.remove_roles("teaching")
+        before = [layer for layer in getattr(self, "_visible_before", []) if layer in self.viewer.layers]
+        for layer in self.viewer.layers:
+            role = layer.metadata.get("breastmri", {}).get("role")
+            layer.visible = layer in before if before else role in ("phases", "boxes", "mask")
+        self._visible_before = []
+        self.viewer.reset_view()
 
     def side_by_side(self) -> None:
         """Grid: subtraction | heatmap on post1 (if any) | curve types in the breasts on post1.
