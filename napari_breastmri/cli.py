@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("napari_breastmri._napari.launch", "open napari with the plugin (optionally on a case)"),
 }
 
+#: commands whose CPU work is tensor-heavy enough to gain from keeping freed memory (see
+#: :func:`napari_breastmri.inference.device.keep_freed_memory`)
+TENSOR_HEAVY = ("train", "analyze", "explain")
+
 
 def _top_parser() -> argparse.ArgumentParser:
     width = max(len(name) for name in COMMANDS)
@@ -49,6 +53,10 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Called with ``argv`` (tests, other code) it changes nothing process-wide;
+    as the process's own command (``argv`` None) it also keeps freed memory for the
+    tensor-heavy commands, which costs nothing there because the process ends with the command."""
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
     if not argv or argv[0] not in COMMANDS:
@@ -60,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"breastmri {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    if own_process and name in TENSOR_HEAVY:
+        from .inference.device import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(module.run(args) or 0)
     except BreastMRIError as err:

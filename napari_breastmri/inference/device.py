@@ -174,3 +174,30 @@ def run_with_fallback_gen(
             continue
         report.device, report.batch_size = str(dev), batch
         return result, report
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel.
+
+    Why: a CPU training step or a sliding-window pass allocates activations of tens to hundreds
+    of megabytes. glibc serves blocks that large with ``mmap`` and unmaps them when they are
+    freed, so the next step page-faults every page again and the kernel zeroes it. Measured on
+    this project's 2-core machine: about 600 000 page faults per U-Net step of 4 patches, and
+    40-80 % of the CPU time spent in the kernel; with the heap kept, none after the first step
+    (docs/benchmarks.md). The same as starting Python with ``MALLOC_MMAP_MAX_=0`` and a large
+    ``MALLOC_TRIM_THRESHOLD_``. The price is that the process keeps its peak memory until it
+    exits, so only the command-line runs call this, never the viewer. Returns False where there
+    is no glibc (macOS, Windows, musl), which changes nothing.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

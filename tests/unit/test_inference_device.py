@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +120,42 @@ def test_pipeline_retries_with_smaller_sliding_window_batches(
     assert fake.calls[:2] == [4, 2] and set(fake.calls[2:]) == {1}
     assert len(findings.lesions) == 2
     assert np.array_equal(findings.label_mask > 0, labels > 0)
+
+
+_FAULTS_CHILD = r"""
+import resource, sys
+import torch
+torch.set_num_threads(1)
+if sys.argv[1] == "kept":
+    from napari_breastmri.inference.device import keep_freed_memory
+    assert keep_freed_memory()
+from napari_breastmri.models.networks import LesionUNet
+net = LesionUNet(3, 1, (8, 16, 32, 64))
+x = torch.randn(2, 3, 32, 64, 64)
+for i in range(4):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    net(x).sum().backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
+def test_kept_freed_memory_stops_the_page_faults_of_repeated_steps() -> None:
+    """The same forward/backward step, repeated: with the default allocator every step faults its
+    activations in again; with freed memory kept, a step after the warm-up faults (almost) none."""
+
+    def last_step_faults(variant: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        res = subprocess.run([sys.executable, "-c", _FAULTS_CHILD, variant], env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        return int(res.stdout.split()[-1])
+
+    default, kept = last_step_faults("default"), last_step_faults("kept")
+    assert default > 5_000  # the activations of one step are tens of megabytes
+    assert kept < default / 10
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert dev.keep_freed_memory() is False
