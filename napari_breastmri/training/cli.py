@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="held-out cases on the phantom's default grid (honest) or the training grid (tests)",
     )
+    parser.add_argument(
+        "--lesion-sampling",
+        choices=["voxel", "missed"],
+        default="voxel",
+        help="segmentation: centre lesion patches on any lesion voxel [voxel], or mostly on the lesions "
+        "the network misses, re-measured during the run (missed: for fine-tuning with --init)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     parser.add_argument(
         "--device", default=None, help="cpu, cuda or auto [auto: CUDA when present, else the CPU]"
@@ -139,6 +146,8 @@ def _command(args: argparse.Namespace, key: str) -> str:
         parts += ["--phantom-spacing", *map(str, args.phantom_spacing)]
     if args.held_out_grid != "default":
         parts += ["--held-out-grid", args.held_out_grid]
+    if getattr(args, "lesion_sampling", "voxel") != "voxel":
+        parts += ["--lesion-sampling", args.lesion_sampling]
     return " ".join(shlex.quote(p) for p in parts + ["--out", str(args.out)])
 
 
@@ -159,6 +168,8 @@ def _apply_init(spec: TaskSpec, init: str) -> tuple[TaskSpec, Any]:
     spec.features = list(card.network.kwargs.get("features", spec.features))
     spec.dropout = float(card.network.kwargs.get("dropout", spec.dropout))
     spec.classes = list(card.outputs.classes)
+    # the path alone says nothing once the package there is replaced (as a fine-tune's output may do)
+    spec.init_from = f"{card.name} {card.version} (weights sha256 {card.weights.sha256}) from {init}"
     net = pkg.build("cpu")
     return spec, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
@@ -221,11 +232,12 @@ def _phantom_splits(
             yield Progress(f"data ({name})", 0.4 * (done + i + 1) / total, f"case {i + 1}/{len(ss)}")
         done += len(ss)
     grid = ", generated with " + ", ".join(f"{k} {v}" for k, v in kw.items()) if kw else ""
+    # segmentation alone uses no validation cases: say none, not "0 validation cases"
+    val = f"{len(seeds['val'])} validation cases (seeds from {base + 5000}{grid}), " if seeds["val"] else ""
     data = (
         f"synthetic phantom (napari_breastmri.phantom.generate_case{', longitudinal' if longitudinal else ''}): "
         f"{len(seeds['train'])} training cases (seeds {base}..{base + args.cases - 1}{grid}), "
-        f"{len(seeds['val'])} validation cases (seeds from {base + 5000}{grid}), "
-        f"{len(seeds['test'])} held-out test cases "
+        f"{val}{len(seeds['test'])} held-out test cases "
         f"{'at the phantom default grid' if args.held_out_grid == 'default' else 'on the training grid'} "
         f"(seeds {TEST_SEED0}..{TEST_SEED0 + args.test_cases - 1})"
     )
@@ -322,7 +334,17 @@ def train_one(
         limit = max(30.0, limit - (time.perf_counter() - t_start) - 1.0 * len(test))
     if spec.is_segmentation:
         net = yield from progress.scaled(
-            loops.train_segmentation(spec, train, epochs, args.seed, init_state, device, limit, stats),
+            loops.train_segmentation(
+                spec,
+                train,
+                epochs,
+                args.seed,
+                init_state,
+                device,
+                limit,
+                stats,
+                lesion_sampling=getattr(args, "lesion_sampling", "voxel"),
+            ),
             0.0,
             0.85,
         )
@@ -360,7 +382,7 @@ def train_one(
         "train_cases": len([s for s in train if spec.is_segmentation or s.label is not None]),
         "seed": args.seed,
         "machine": _machine(device),
-        "init": str(args.init) if args.init else None,
+        "init": spec.init_from or (str(args.init) if args.init else None),
     }
     doc = spec.card(training={k: v for k, v in training.items() if v is not None}, metrics=metrics)
     pkg = save_package(Path(args.out) / spec.name, doc, net)

@@ -66,6 +66,8 @@ class TaskSpec:
     #: classify: attention pooling trained onto the lesion (LesionAttentionClassifier; 3 feature
     #: widths): "sigmoid" or "softmax" (its ``pooling``), None for global pooling (CaseClassifier)
     attention: str | None = None
+    #: fine-tuning: the package the weights started from (name, version, weights' sha256, path)
+    init_from: str | None = None
 
     @property
     def is_segmentation(self) -> bool:

@@ -4,6 +4,7 @@ schedule that survives a time cap, and a parallel phantom cache that gives the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -141,3 +142,65 @@ def test_attention_training_warns_when_a_case_lacks_its_lesion_mask() -> None:
     with pytest.warns(UserWarning, match="no lesion mask"):
         net = progress.run(loops.train_classifier(spec, samples, 1, seed=0))
     assert net.logits(torch.from_numpy(samples[0].x[None])).shape == (1, 4)
+
+
+def test_lesion_components_split_a_mask_into_its_lesions() -> None:
+    mask = np.zeros((8, 10, 10), dtype=np.uint8)
+    mask[1:3, 1:3, 1:3] = 1  # 8 voxels
+    mask[5:8, 6:9, 6:9] = 1  # 27 voxels, not touching the first
+    mask[3, 3, 3] = 1  # touches the first only at a corner: 26-connected, so the same lesion
+    parts = sorted(loops.lesion_components(mask), key=len)
+    assert [len(p) for p in parts] == [9, 27]
+    assert {tuple(v) for v in parts[0]} == {tuple(v) for v in np.argwhere(mask[:4, :4, :4])}
+    assert loops.lesion_components(np.zeros((4, 4, 4))) == []
+
+
+def test_missed_lesions_are_drawn_more_often_but_found_ones_stay_in_view() -> None:
+    w = loops.missed_lesion_weights(np.array([1.0, 0.0, 0.6]))
+    assert math.isclose(w.sum(), 1.0)
+    assert w[1] > w[2] > w[0] > 0  # the floor keeps a found lesion in the draw
+    assert math.isclose(w[1] / w[0], 11.0)  # (0.1 + 1) / (0.1 + 0)
+
+
+def test_fine_tuning_on_missed_lesions_measures_them_and_keeps_the_card_threshold(tmp_path: Path) -> None:
+    """A two-step fine-tune with missed-lesion sampling counts the lesions it misses, before and after."""
+    spec = dataclasses.replace(get_task("seg"), batch_size=2)  # one small step
+    samples = list(
+        D.phantom_samples([900_000_003], spec.parsed_card(), cache_dir=tmp_path,
+                          phantom_kwargs={"shape": (32, 128, 128), "spacing": (3.0, 1.6, 1.6)})
+    )  # fmt: skip
+    net0 = loops.build_network(spec)
+    with torch.no_grad():
+        net0.head.bias.fill_(-20.0)  # a detector that finds nothing
+    stats: dict = {}
+    gen = loops.train_segmentation(
+        spec, samples, epochs=1, seed=0, init_state=net0.state_dict(), device="cpu", stats=stats,
+        lesion_sampling="missed",
+    )  # fmt: skip
+    messages = []
+    try:
+        while True:
+            messages.append(next(gen).message)
+    except StopIteration as done:
+        net = done.value
+    n = stats["training_lesions"]
+    assert n >= 1 and stats["lesion_sampling"] == "missed"
+    # measured at the start (this network misses every lesion) and at the end
+    assert stats["missed_training_lesions"][0] == n and len(stats["missed_training_lesions"]) == 2
+    assert any("training lesions missed" in m for m in messages)
+    assert not net.training and next(net.parameters()).is_contiguous()
+    with pytest.raises(ValueError, match="lesion_sampling"):
+        next(loops.train_segmentation(spec, samples, 1, 0, device="cpu", lesion_sampling="lesion"))
+
+
+def test_small_lesions_weigh_as_much_as_large_ones_in_the_fine_tuning_loss() -> None:
+    mask = np.zeros((1, 20, 20, 20), dtype=np.float32)  # a patch's label, channel first
+    mask[0, 1:3, 1:3, 1:3] = 1  # 8 voxels
+    mask[0, 5:15, 5:15, 5:15] = 1  # 1000 voxels
+    w = loops.lesion_size_weights(mask, reference_voxels=40.0, cap=10.0)
+    assert w.shape == mask.shape and w.dtype == np.float32
+    assert w[0, 1, 1, 1] == 5.0  # 40 / 8
+    assert w[0, 6, 6, 6] == 1.0  # larger than the reference: never below 1
+    assert w[0, 0, 19, 19] == 1.0  # background
+    assert loops.lesion_size_weights(mask, reference_voxels=1000.0, cap=10.0)[0, 1, 1, 1] == 10.0  # capped
+    assert np.array_equal(loops.lesion_size_weights(np.zeros((4, 4, 4))), np.ones((4, 4, 4)))
