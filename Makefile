@@ -39,9 +39,13 @@ bench: setup
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.gui.screenshots --out docs/images
 
+# all six from scratch, then the detector fine-tuned on the lesions it misses (docs/models.md)
 train: setup
 	$(PY) -m napari_breastmri.cli train --task all --cases 360 --val-cases 160 --test-cases 100 --seed 7 \
 		--workers $$(nproc) --out napari_breastmri/models/weights
+	$(PY) -m napari_breastmri.cli train --task seg --init napari_breastmri/models/weights/demo-lesion-seg \
+		--lesion-sampling missed --epochs 12 --cases 300 --test-cases 100 --seed 7 \
+		--out napari_breastmri/models/weights
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -66,6 +66,14 @@ def package_section(folder: Path) -> str:
         f"{t.get('train_seconds', '?')} s, held-out evaluation {t.get('eval_seconds', '?')} s)",
         f"- data: {t.get('data', '?')}",
     ]
+    if t.get("init"):
+        lines.append(f"- fine-tuned from: {t['init']}")
+    if t.get("missed_training_lesions"):
+        counts = ", ".join(map(str, t["missed_training_lesions"]))
+        lines.append(
+            f"- training lesions missed (start, half-way, end): {counts} of {t.get('training_lesions', '?')}"
+            f" (lesion sampling: {t.get('lesion_sampling', '?')})"
+        )
     if t.get("evaluation_note"):
         lines.append(f"- evaluation: {t['evaluation_note']}")
     lines += [

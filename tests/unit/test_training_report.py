@@ -22,6 +22,32 @@ def test_package_section_names_the_region_and_judges_each_target() -> None:
     assert "trained with: `breastmri train --task subtype" in text
 
 
+def test_a_fine_tuned_package_names_its_start_and_what_it_still_misses(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    pkg = tmp_path / "tuned"
+    shutil.copytree(SHIPPED["demo-lesion-seg"].path, pkg)
+    doc = yaml.safe_load((pkg / "card.yaml").read_text())
+    doc["training"].update(
+        init="demo-lesion-seg 0.1.0 (weights sha256 " + "ab" * 32 + ") from /somewhere",
+        lesion_sampling="missed", training_lesions=410, missed_training_lesions=[48, 35, 28],
+    )  # fmt: skip
+    (pkg / "card.yaml").write_text(yaml.safe_dump(doc))
+    text = report.package_section(pkg)
+    assert f"- fine-tuned from: demo-lesion-seg 0.1.0 (weights sha256 {'ab' * 32}) from /somewhere" in text
+    assert (
+        "- training lesions missed (start, half-way, end): 48, 35, 28 of 410 (lesion sampling: missed)"
+        in text
+    )
+    doc["training"].pop("init")
+    doc["training"].pop("missed_training_lesions")
+    (pkg / "card.yaml").write_text(yaml.safe_dump(doc))
+    plain = report.package_section(pkg)
+    assert "fine-tuned from" not in plain and "training lesions missed" not in plain
+
+
 def test_end_to_end_scores_predictions_against_the_truth(tmp_path: Path) -> None:
     """Rows as analyze left them: a perfect subtype model gets AUC 1; cases it never ran on
     (no lesion found) are counted as labelled but not predicted."""
