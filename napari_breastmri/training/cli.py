@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["voxel", "missed"],
         default="voxel",
         help="segmentation: centre lesion patches on any lesion voxel [voxel], or mostly on the lesions "
-        "the network misses, re-measured during the run (missed: for fine-tuning with --init)",
+        "the network misses, re-measured during the run, with small lesions weighed up in the loss "
+        "(missed: for fine-tuning with --init)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     parser.add_argument(
