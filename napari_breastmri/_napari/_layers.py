@@ -25,6 +25,8 @@ from ..types import DEMO_LABEL, Findings, Heatmap, Lesion, Study
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
+#: the layers shown when a multi-panel view (hanging protocol, teaching grid) gives way to reading
+READING_ROLES = ("phases", "boxes", "mask")
 #: colours used everywhere (boxes by status, curve types, SER bins)
 STATUS_COLORS = {"proposed": "yellow", "accepted": "lime", "rejected": "red", "added": "cyan"}
 CURVE_COLORS = {0: "transparent", 1: "#4f8ff7", 2: "#f7d44f", 3: "#f74f4f"}

@@ -87,18 +87,21 @@ def _patch_start(centre, size: np.ndarray, shape: np.ndarray, rng: np.random.Gen
     return np.clip(np.asarray(centre) - size // 2 + jitter, 0, shape - size)
 
 
-def lesion_components(mask: np.ndarray) -> list[np.ndarray]:
-    """The voxel coordinates (n, 3) of each 26-connected lesion in a model-grid mask."""
+def _label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected lesions, fully connected in every axis (26-connected in 3D, as the pipeline's
+    post-processing; a leading channel axis of 1 changes nothing)."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), dtype=bool))
-    if not n:
-        return []
-    order = np.argsort(labels, axis=None, kind="stable")
-    flat = labels.ravel()[order]
-    starts = np.searchsorted(flat, np.arange(1, n + 2))
-    coords = np.stack(np.unravel_index(order, labels.shape), axis=1)
-    return [coords[starts[i] : starts[i + 1]] for i in range(n)]
+    return ndimage.label(mask > 0, structure=np.ones((3,) * mask.ndim, dtype=bool))
+
+
+def lesion_components(mask: np.ndarray) -> list[np.ndarray]:
+    """The voxel coordinates (n, 3), in C order, of each lesion in a model-grid mask."""
+    from scipy import ndimage
+
+    labels, n = _label_lesions(mask)
+    found = ndimage.value_indices(labels, ignore_value=0)
+    return [np.stack(found[i], axis=1) for i in range(1, n + 1)]
 
 
 def missed_lesion_weights(peaks: np.ndarray, floor: float = 0.1) -> np.ndarray:
@@ -120,12 +123,10 @@ def lesion_size_weights(mask: np.ndarray, reference_voxels: float = 300.0, cap: 
     2 cm mass and the detector learns to ignore it; the demo detector's misses were exactly
     those (median 36 model voxels, against 320 for the lesions it found; docs/models.md). The
     same idea as the lesion-wise "blob loss" (Kofler et al. 2022), in its simplest form.
-    Background keeps weight 1.
+    Background keeps weight 1. The training loop weighs a patch's label, so a lesion cut by the
+    patch's edge counts by the part inside (the shipped detector was trained so).
     """
-    from scipy import ndimage
-
-    # full connectivity in every axis (26-connected in 3D; a leading channel axis of 1 is harmless)
-    labels, n = ndimage.label(mask > 0, structure=np.ones((3,) * mask.ndim, dtype=bool))
+    labels, n = _label_lesions(mask)
     if not n:
         return np.ones(mask.shape, dtype=np.float32)
     sizes = np.bincount(labels.ravel()).astype(np.float64)
@@ -225,25 +226,22 @@ def train_segmentation(
     size = np.asarray(spec.patch_size)
     usable = [s for s in train if s.mask is not None]
     store = torch.float16 if dev.type == "cuda" else torch.float32
+    card_out = spec.parsed_card().outputs
+    # lesions under the card's smallest reportable volume are never shown, so never mined
+    min_voxels = card_out.min_lesion_ml * 1000.0 / float(np.prod(spec.spacing_mm or [1.0, 1.0, 1.0]))
     vols, masks, fgs, hards = [], [], [], []
-    for s in usable:
+    lesions: list[tuple[int, np.ndarray]] = []  # (case, voxels) of each lesion, for "missed" only
+    for k, s in enumerate(usable):
         x, m = _pad_to(np.asarray(s.x), np.asarray(s.mask), size)
         vols.append(torch.from_numpy(np.ascontiguousarray(x)).to(dev, store))
         masks.append(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).to(dev, store))
         fgs.append(np.argwhere(m > 0))
         hards.append(_hard_negative_centres(Sample(s.case_id, x, s.affine, mask=m), spec.channels, rng))
+        if lesion_sampling == "missed":
+            lesions += [(k, c) for c in lesion_components(m) if len(c) >= min_voxels]
     steps = max(1, epochs * len(usable) // spec.batch_size)
     planned = steps
     peak_lr = 3e-3 if init_state is None else 1e-3
-    card_out = spec.parsed_card().outputs
-    # lesions under the card's smallest reportable volume are never shown, so never mined
-    min_voxels = card_out.min_lesion_ml * 1000.0 / float(np.prod(spec.spacing_mm or [1.0, 1.0, 1.0]))
-    lesions = [
-        (k, c)
-        for k, m in enumerate(masks)
-        for c in lesion_components(m.cpu().numpy())
-        if len(c) >= min_voxels
-    ]
     threshold = float(card_out.threshold)
     lesion_p, missed_counts = None, []
     opt = torch.optim.AdamW(net.parameters(), lr=peak_lr, weight_decay=1e-4)

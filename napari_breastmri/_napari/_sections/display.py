@@ -241,5 +241,5 @@ class DisplaySection(Section):
         self.dock.remove_roles("protocol")
         for layer in self.viewer.layers:
             role = layer.metadata.get("breastmri", {}).get("role")
-            layer.visible = role in ("phases", "boxes", "mask")
+            layer.visible = role in _layers.READING_ROLES
         self.viewer.reset_view()

@@ -82,7 +82,7 @@ class TeachingSection(Section):
         before = [layer for layer in getattr(self, "_visible_before", []) if layer in self.viewer.layers]
         for layer in self.viewer.layers:
             role = layer.metadata.get("breastmri", {}).get("role")
-            layer.visible = layer in before if before else role in ("phases", "boxes", "mask")
+            layer.visible = layer in before if before else role in _layers.READING_ROLES
         self._visible_before = []
         self.viewer.reset_view()
 
