@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import BreastMRIError
 from ..types import Progress
 from .data import RawCase, Sample
-from .tasks import TASKS, TaskSpec, get_task
+from .tasks import LESION_SAMPLING, TASKS, TaskSpec, get_task
 
 TEST_SEED0 = 900_000_000
 
@@ -76,11 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lesion-sampling",
-        choices=["voxel", "missed"],
+        choices=list(LESION_SAMPLING),
         default="voxel",
-        help="segmentation: centre lesion patches on any lesion voxel [voxel], or mostly on the lesions "
-        "the network misses, re-measured during the run, with small lesions weighed up in the loss "
-        "(missed: for fine-tuning with --init)",
+        help="segmentation: centre lesion patches on any lesion voxel [voxel]; the same with small "
+        "lesions weighed up in the loss [sized]; or, with those weights, mostly on the lesions the "
+        "network misses, re-measured during the run [missed: for fine-tuning with --init]",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     parser.add_argument(

@@ -20,7 +20,7 @@ import numpy as np
 from ..types import Progress
 from . import metrics as M
 from .data import Sample
-from .tasks import MC_PASSES, TaskSpec
+from .tasks import LESION_SAMPLING, MC_PASSES, TaskSpec
 
 Gen = Generator[Progress, None, Any]
 
@@ -123,8 +123,10 @@ def lesion_size_weights(mask: np.ndarray, reference_voxels: float = 300.0, cap: 
     2 cm mass and the detector learns to ignore it; the demo detector's misses were exactly
     those (median 36 model voxels, against 320 for the lesions it found; docs/models.md). The
     same idea as the lesion-wise "blob loss" (Kofler et al. 2022), in its simplest form.
-    Background keeps weight 1. The training loop weighs a patch's label, so a lesion cut by the
-    patch's edge counts by the part inside (the shipped detector was trained so).
+    Background keeps weight 1. The training loop computes this once per training volume, so a
+    lesion cut by a patch's edge keeps its whole size (until stop 15 it weighed each patch's
+    label, the cut part counting as a smaller lesion, and labelling 16 patches a step on the CPU
+    cost a GPU step's time).
     """
     labels, n = _label_lesions(mask)
     if not n:
@@ -195,12 +197,13 @@ def train_segmentation(
     negatives) or anywhere (25 %); in-plane flips and a mild intensity scale. (Drawing a lesion
     uniformly first, so small lesions are seen as often as large ones, was tried on the GPU and
     did not help: sensitivity 0.76 at 1 876 steps against 0.80 at 1 610; docs/models.md.)
-    ``lesion_sampling="missed"`` (for fine-tuning a trained detector) draws the lesion patches'
-    lesion by :func:`missed_lesion_weights` of its peak probability, measured at the start and
-    half-way, and weighs each lesion's voxels in the BCE by :func:`lesion_size_weights` (the
-    misses are small); ``stats["missed_training_lesions"]`` counts the training lesions that
-    peak under the card threshold then and at the end. A fine-tune (``init_state``) peaks at a third of the
-    from-scratch learning rate.
+    ``lesion_sampling="sized"`` keeps that sampling but weighs each lesion's voxels in the BCE by
+    :func:`lesion_size_weights` (small lesions were what the detector missed).
+    ``lesion_sampling="missed"`` (for fine-tuning a trained detector) adds to those weights: the
+    lesion patches' lesion is drawn by :func:`missed_lesion_weights` of its peak probability,
+    measured at the start and half-way; ``stats["missed_training_lesions"]`` counts the training
+    lesions that peak under the card threshold then and at the end. A fine-tune (``init_state``)
+    peaks at a third of the from-scratch learning rate.
     The volumes live on the training device, so on a GPU the patches are cut there and the CPU
     only draws numbers.
     ``time_limit`` (seconds) caps the step count from the speed of the first 30 steps, with the
@@ -218,8 +221,9 @@ def train_segmentation(
     net = build_network(spec)
     if init_state is not None:
         net.load_state_dict(init_state)
-    if lesion_sampling not in ("voxel", "missed"):
-        raise ValueError(f"lesion_sampling must be 'voxel' or 'missed', not {lesion_sampling!r}")
+    if lesion_sampling not in LESION_SAMPLING:
+        raise ValueError(f"lesion_sampling must be one of {LESION_SAMPLING}, not {lesion_sampling!r}")
+    sized = lesion_sampling != "voxel"
     net = net.to(dev)
     if dev.type == "cpu":
         net = net.to(memory_format=torch.channels_last_3d)
@@ -229,7 +233,7 @@ def train_segmentation(
     card_out = spec.parsed_card().outputs
     # lesions under the card's smallest reportable volume are never shown, so never mined
     min_voxels = card_out.min_lesion_ml * 1000.0 / float(np.prod(spec.spacing_mm or [1.0, 1.0, 1.0]))
-    vols, masks, fgs, hards = [], [], [], []
+    vols, masks, fgs, hards, weights = [], [], [], [], []
     lesions: list[tuple[int, np.ndarray]] = []  # (case, voxels) of each lesion, for "missed" only
     for k, s in enumerate(usable):
         x, m = _pad_to(np.asarray(s.x), np.asarray(s.mask), size)
@@ -237,6 +241,8 @@ def train_segmentation(
         masks.append(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).to(dev, store))
         fgs.append(np.argwhere(m > 0))
         hards.append(_hard_negative_centres(Sample(s.case_id, x, s.affine, mask=m), spec.channels, rng))
+        if sized:
+            weights.append(torch.from_numpy(lesion_size_weights(m)).to(dev, store))
         if lesion_sampling == "missed":
             lesions += [(k, c) for c in lesion_components(m) if len(c) >= min_voxels]
     steps = max(1, epochs * len(usable) // spec.batch_size)
@@ -264,7 +270,7 @@ def train_segmentation(
             )
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, peak_lr)
-        xs, ys = [], []
+        xs, ys, ws = [], [], []
         for _ in range(spec.batch_size):
             k = int(rng.integers(len(usable)))
             draw = rng.random()
@@ -275,20 +281,23 @@ def train_segmentation(
             start = _patch_start(centre, size, np.asarray(vols[k].shape[1:]), rng)
             sl = tuple(slice(int(a), int(a + p)) for a, p in zip(start, size))
             x, y = vols[k][(slice(None), *sl)].float(), masks[k][sl].float()[None]
+            w = weights[k][sl].float()[None] if sized else None
             flips = [d for d in (-1, -2) if rng.random() < 0.5]
             if flips:
                 x, y = torch.flip(x, flips), torch.flip(y, flips)
+                w = torch.flip(w, flips) if sized else None
             xs.append(x * float(rng.uniform(0.9, 1.1)))
             ys.append(y)
+            ws.append(w)
         xb, yb = _memory_format(torch.stack(xs), dev), torch.stack(ys)
         with autocast(dev):
             logits = net(xb)
         logits = logits.float()
-        if lesion_sampling == "missed":
-            wb = torch.from_numpy(np.stack([lesion_size_weights(y.cpu().numpy()) for y in ys])).to(dev)
-            loss = F.binary_cross_entropy_with_logits(logits, yb, weight=wb) + dice_loss(logits, yb)
+        if sized:
+            bce_term = F.binary_cross_entropy_with_logits(logits, yb, weight=torch.stack(ws))
         else:
-            loss = bce(logits, yb) + dice_loss(logits, yb)
+            bce_term = bce(logits, yb)
+        loss = bce_term + dice_loss(logits, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -301,8 +310,9 @@ def train_segmentation(
     if stats is not None:
         stats.update(steps=steps, planned_steps=planned, batch_size=spec.batch_size)
         if lesion_sampling != "voxel":
-            stats.update(lesion_sampling=lesion_sampling, training_lesions=len(lesions),
-                         missed_training_lesions=missed_counts)  # fmt: skip
+            stats.update(lesion_sampling=lesion_sampling)
+        if lesion_sampling == "missed":
+            stats.update(training_lesions=len(lesions), missed_training_lesions=missed_counts)
     net.eval()
     return net.to("cpu", memory_format=torch.contiguous_format)
 

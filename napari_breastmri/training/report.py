@@ -68,12 +68,19 @@ def package_section(folder: Path) -> str:
     ]
     if t.get("init"):
         lines.append(f"- fine-tuned from: {t['init']}")
+    if t.get("lineage"):
+        lines.append("- lineage (each stage fine-tuned from the one before):")
+        lines += [f"  - {stage}" for stage in t["lineage"]]
+    if t.get("selection"):
+        lines.append(f"- selection: {t['selection']}")
     if t.get("missed_training_lesions"):
         counts = ", ".join(map(str, t["missed_training_lesions"]))
         lines.append(
             f"- training lesions missed (start, half-way, end): {counts} of {t.get('training_lesions', '?')}"
             f" (lesion sampling: {t.get('lesion_sampling', '?')})"
         )
+    elif t.get("lesion_sampling"):
+        lines.append(f"- lesion sampling: {t['lesion_sampling']} (`--lesion-sampling`)")
     if t.get("evaluation_note"):
         lines.append(f"- evaluation: {t['evaluation_note']}")
     lines += [

@@ -16,6 +16,8 @@ from .data import CLASSES
 PLACEHOLDER_SHA = "0" * 64
 #: classifiers' MC-dropout passes: the pipeline's uncertainty, and what the card's metrics average
 MC_PASSES = 20
+# how the detector's lesion patches are drawn and weighed (loops.train_segmentation)
+LESION_SAMPLING = ("voxel", "sized", "missed")
 VERSION = "0.1.0"
 
 DISPLAY = {

@@ -41,11 +41,14 @@ def test_a_fine_tuned_package_names_its_start_and_what_it_still_misses(tmp_path:
         "- training lesions missed (start, half-way, end): 48, 35, 28 of 410 (lesion sampling: missed)"
         in text
     )
-    doc["training"].pop("init")
-    doc["training"].pop("missed_training_lesions")
+    assert "- lineage (each stage fine-tuned from the one before):\n  - 1. from scratch" in text
+    assert "- selection: chosen over" in text
+    for key in ("init", "missed_training_lesions", "lineage", "selection"):
+        doc["training"].pop(key)
     (pkg / "card.yaml").write_text(yaml.safe_dump(doc))
     plain = report.package_section(pkg)
     assert "fine-tuned from" not in plain and "training lesions missed" not in plain
+    assert "- lineage" not in plain and "- selection" not in plain
 
 
 def test_end_to_end_scores_predictions_against_the_truth(tmp_path: Path) -> None:

@@ -204,3 +204,29 @@ def test_small_lesions_weigh_as_much_as_large_ones_in_the_fine_tuning_loss() -> 
     assert w[0, 0, 19, 19] == 1.0  # background
     assert loops.lesion_size_weights(mask, reference_voxels=1000.0, cap=10.0)[0, 1, 1, 1] == 10.0  # capped
     assert np.array_equal(loops.lesion_size_weights(np.zeros((4, 4, 4))), np.ones((4, 4, 4)))
+
+
+def test_sized_sampling_weighs_the_loss_from_scratch_and_records_only_its_name(tmp_path: Path) -> None:
+    """``sized`` changes the gradient (the size weights reach the loss) but mines no lesions."""
+    spec = dataclasses.replace(get_task("seg"), batch_size=2)
+    samples = list(
+        D.phantom_samples([900_000_003], spec.parsed_card(), cache_dir=tmp_path,
+                          phantom_kwargs={"shape": (32, 128, 128), "spacing": (3.0, 1.6, 1.6)})
+    )  # fmt: skip
+    init = loops.build_network(spec).state_dict()
+    trained, stats = {}, {}
+    for mode in ("voxel", "sized"):
+        stats[mode] = {}
+        gen = loops.train_segmentation(
+            spec, samples, epochs=1, seed=0, init_state=init, device="cpu", stats=stats[mode],
+            lesion_sampling=mode,
+        )  # fmt: skip
+        try:
+            while True:
+                next(gen)
+        except StopIteration as done:
+            trained[mode] = done.value.state_dict()
+    # same seed, same patches: only the loss's weights differ
+    assert any(not torch.equal(trained["voxel"][k], trained["sized"][k]) for k in init)
+    assert stats["sized"]["lesion_sampling"] == "sized" and "missed_training_lesions" not in stats["sized"]
+    assert "lesion_sampling" not in stats["voxel"]
