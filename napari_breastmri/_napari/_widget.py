@@ -125,6 +125,24 @@ class BreastMRIWidget(QWidget):
         for layer in [lay for role in roles for lay in self.layers_with_role(role)]:
             self.viewer.layers.remove(layer)
 
+    def show_reading_view(self, shown: Iterable[Any] = ()) -> None:
+        """Leave a multi-panel view: one panel, the given layers visible (else the reading roles).
+
+        Why select the phases: the panels that go were often the selected layers, and napari then
+        leaves its layer controls empty (no contrast, no opacity) and the status bar naming a
+        removed layer until the mouse moves; the reader's next act is usually on the phases.
+        """
+        self.viewer.canvas.grid.enabled = False
+        shown = [layer for layer in shown if layer in self.viewer.layers]
+        for layer in self.viewer.layers:
+            role = layer.metadata.get("breastmri", {}).get("role")
+            layer.visible = layer in shown if shown else role in _layers.READING_ROLES
+        phases = self.layers_with_role("phases")
+        if phases:
+            self.viewer.layers.selection.active = phases[0]
+            self.viewer.status = f"{phases[0].name}: reading view"
+        self.viewer.reset_view()
+
     def add_tuples(self, tuples: Iterable[_layers.LayerDataTuple]) -> list[Any]:
         """Add layer tuples to the viewer (on the UI thread, only with finished data)."""
         from napari.layers import Layer

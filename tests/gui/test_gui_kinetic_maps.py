@@ -105,6 +105,7 @@ def test_protocol_panels_arrive_one_per_event_loop_turn(dock, qtbot):
     display.one_at_a_time()  # stops a layout in progress: nothing more is added
     wait_for_jobs(qtbot, widget)
     assert widget.layers_with_role("protocol") == [] and not viewer.canvas.grid.enabled
+    assert viewer.layers.selection.active is widget.layers_with_role("phases")[0]
 
 
 def test_a_study_without_usable_times_still_gets_its_other_panels(dock, qtbot):

@@ -102,6 +102,8 @@ def test_teaching_mode_hides_phi_guess_first_and_side_by_side(dock, qtbot):
     assert not viewer.canvas.grid.enabled
     assert not widget.layers_with_role("teaching")
     assert {lay.name for lay in viewer.layers if lay.visible} == shown_before
+    # the layer controls show the phases, not the panel that was selected and is gone
+    assert viewer.layers.selection.active is widget.layers_with_role("phases")[0]
 
 
 def test_reader_opens_a_dicom_study_with_the_study_affine(dock, tmp_path):

@@ -233,13 +233,9 @@ class DisplaySection(Section):
 
     def one_at_a_time(self) -> None:
         self._layout = None  # a protocol still being laid out stops
-        self.viewer.canvas.grid.enabled = False
         self.viewer.canvas.grid.stride = 1
         if self._on_mouse_move in self.viewer.mouse_move_callbacks:
             self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
         self._cursors = []
         self.dock.remove_roles("protocol")
-        for layer in self.viewer.layers:
-            role = layer.metadata.get("breastmri", {}).get("role")
-            layer.visible = role in _layers.READING_ROLES
-        self.viewer.reset_view()
+        self.dock.show_reading_view()

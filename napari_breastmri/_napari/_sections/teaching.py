@@ -77,14 +77,9 @@ class TeachingSection(Section):
         switched off left the reader looking at the teaching composites, their own layers hidden.
         Layers removed meanwhile (a new study) are skipped; with none left, the phases, boxes and
         mask are shown, as after the hanging protocol."""
-        self.viewer.canvas.grid.enabled = False
         self.dock.remove_roles("teaching")
-        before = [layer for layer in getattr(self, "_visible_before", []) if layer in self.viewer.layers]
-        for layer in self.viewer.layers:
-            role = layer.metadata.get("breastmri", {}).get("role")
-            layer.visible = layer in before if before else role in _layers.READING_ROLES
+        self.dock.show_reading_view(getattr(self, "_visible_before", []))
         self._visible_before = []
-        self.viewer.reset_view()
 
     def side_by_side(self) -> None:
         """Grid: subtraction | heatmap on post1 (if any) | curve types in the breasts on post1.
