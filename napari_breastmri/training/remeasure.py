@@ -74,14 +74,12 @@ def remeasure(args: argparse.Namespace) -> dict[str, Any]:
     cache = Path(args.cache) if args.cache else None
     val_seeds = [args.seed * 10_000 + 5_000 + i for i in range(args.val_cases)]
     test_seeds = [TEST_SEED0 + i for i in range(args.test_cases)]
+    # the pair model reads the follow-up exam too (the baseline exam is the same either way)
+    kw: dict[str, Any] = {"cache_dir": cache, "longitudinal": spec.longitudinal}
     if args.workers > 1:
-        progress.run(
-            fill_phantom_cache(
-                val_seeds + test_seeds, {spec.key: card}, cache_dir=cache, workers=args.workers
-            )
-        )
-    val = list(phantom_samples(val_seeds, card, cache_dir=cache))
-    test = list(phantom_samples(test_seeds, card, keep_truth=True, cache_dir=cache))
+        progress.run(fill_phantom_cache(val_seeds + test_seeds, {spec.key: card}, workers=args.workers, **kw))
+    val = list(phantom_samples(val_seeds, card, **kw))
+    test = list(phantom_samples(test_seeds, card, keep_truth=True, **kw))
     src = Path(args.package)
     net = load_package(src).build("cpu")
     t0 = time.perf_counter()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 
-def test_remeasure_refits_only_the_temperature_and_says_so(tmp_path) -> None:
-    import pytest
 
+@pytest.mark.parametrize("task", ["screening", "pcr_pair"])
+def test_remeasure_refits_only_the_temperature_and_says_so(tmp_path, task: str) -> None:
+    """Also for the pair model, whose cases need their follow-up exam (it was measured without)."""
     pytest.importorskip("torch")
     import argparse
 
@@ -16,12 +18,12 @@ def test_remeasure_refits_only_the_temperature_and_says_so(tmp_path) -> None:
     from napari_breastmri.training.remeasure import remeasure
     from napari_breastmri.training.tasks import get_task
 
-    spec = get_task("screening")
+    spec = get_task(task)
     torch.manual_seed(0)
     net = build_network(spec)
     save_package(tmp_path / "pkg", spec.card(), net)
     args = argparse.Namespace(
-        package=str(tmp_path / "pkg"), task="screening", seed=3, val_cases=3, test_cases=3,
+        package=str(tmp_path / "pkg"), task=task, seed=3, val_cases=3, test_cases=3,
         cache=str(tmp_path / "cache"), workers=1, out=str(tmp_path / "out"),
     )  # fmt: skip
     out = remeasure(args)
