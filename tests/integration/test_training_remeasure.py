@@ -28,7 +28,8 @@ def test_remeasure_refits_only_the_temperature_and_says_so(tmp_path, task: str) 
     )  # fmt: skip
     out = remeasure(args)
     lo, hi = out["ece_bootstrap_95"]
-    assert 0.0 <= lo <= out["metrics"]["ece"] <= hi <= 1.0
+    assert 0.0 <= lo <= hi <= 1.0
+    assert lo - 1e-4 <= out["metrics"]["ece"] <= hi + 1e-4  # the card rounds to 4 places
     pkg = load_package(tmp_path / "out")
     assert "remeasure" in pkg.card.training["evaluation_note"]
     assert pkg.card.metrics["probabilities"].startswith("mean of 20 MC-dropout passes")
