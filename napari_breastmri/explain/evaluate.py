@@ -61,7 +61,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--classifier-region",
         choices=["detector", "truth"],
         default="detector",
-        help="where a region-reading classifier looks: around the largest lesion the detector found "
+        help="where a region-reading classifier looks: around the index lesion the detector found "
         "(end to end: a detector miss is a miss) or around the truth index lesion (the classifier "
         "alone, as its card's metrics are measured) [detector]",
     )
@@ -315,7 +315,7 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"Held-out phantom cases: seeds {args.seed}..{args.seed + n - 1} ({n} cases, grid {args.shape} at {args.spacing} mm). "
         f"{DEMO_LABEL}. The classifier's region: around "
-        + ("the truth index lesion" if args.classifier_region == "truth" else "the largest detected lesion")
+        + ("the truth index lesion" if args.classifier_region == "truth" else "the detected index lesion (index_lesion)")
         + f"; its class target: the {'log-probability' if args.class_score == 'log_prob' else 'logit'}.",
         "",
         f"| method | {res['classifier']} (class) | {res['detector']} (lesion mask) | {res['detector']} (box) |",

@@ -211,21 +211,52 @@ def run_package(
     return lesions, labels, pred, run
 
 
+def fill_curve_types(findings: Findings, study: Study) -> None:
+    """Give each lesion without one its curve type: the mean curve of its mask (or box) on the study.
+
+    Why here: the index lesion is chosen by its curve first (:func:`.preprocess.index_lesion`),
+    and the reader sees each lesion's curve type in the findings table and the report. A study
+    whose kinetics cannot be measured (one phase, no usable times) leaves it unknown.
+    """
+    from ..errors import BreastMRIError
+    from ..kinetics.maps import curve
+
+    for les in findings.lesions:
+        if les.curve_type is not None:
+            continue
+        masked = les.label and findings.label_mask is not None
+        roi = findings.label_mask == les.label if masked else les.bbox
+        try:
+            les.curve_type = curve(study, roi).curve_type
+        except (BreastMRIError, ValueError):
+            continue
+
+
 def lesion_roi_centre(findings: Findings, study: Study) -> tuple[np.ndarray | None, str]:
     """The index lesion's centre (world LPS mm) for region-reading models, and a note naming it.
 
-    The same rule serves analyze and the explanations (which must read the same region):
-    the largest lesion nobody rejected. With no lesion the centre is None and the note says why.
+    The same rule serves analyze and the explanations (which must read the same region): the
+    largest of the lesions with the most suspicious curve, nobody having rejected it
+    (:func:`.preprocess.index_lesion`). With no lesion the centre is None and the note says why.
     """
     from .preprocess import box_centre_world, index_lesion
 
+    fill_curve_types(findings, study)
     lesion = index_lesion(findings.lesions)
     if lesion is None:
         return None, (
             "it reads the region around the index lesion and no lesion was found; run a lesion "
             "detector first or add the lesion by hand."
         )
-    return box_centre_world(lesion.bbox, study.affine), f"lesion {lesion.id} (the largest)"
+    return box_centre_world(lesion.bbox, study.affine), f"lesion {lesion.id} ({_why_index(findings, lesion)})"
+
+
+def _why_index(findings: Findings, lesion: Lesion) -> str:
+    """'the largest', or why a smaller lesion was chosen (its curve), for the run's notes."""
+    kept = [les for les in findings.lesions if les.status != "rejected" and les is not lesion]
+    if all(float(les.volume_ml or 0.0) <= float(lesion.volume_ml or 0.0) for les in kept):
+        return "the largest"
+    return f"the largest with a {lesion.curve_type} curve; larger lesions have less suspicious curves"
 
 
 def _roi_text(pkg: ModelPackage) -> str:
@@ -337,6 +368,7 @@ def analyze(
         findings.models.append(run)
     if not findings.models and problems:  # nothing could run: say why rather than return nothing
         raise problems[-1]
+    fill_curve_types(findings, study)
     if findings.models:
         findings.device = ", ".join(sorted({m.device for m in findings.models}))
     if explain:

@@ -2,7 +2,7 @@
 
 What a user relies on: the region is the same anatomy whatever the study's grid (it is defined in
 millimetres around a world point); it is centred on the largest lesion a detector found (never on
-one an annotator rejected); without a lesion the model is not run and the user is told why; and
+one an annotator rejected), preferring a suspicious curve to size; without a lesion the model is not run and the user is told why; and
 the heatmap of such a model is made on the same region analyze read.
 """
 
@@ -29,6 +29,7 @@ from napari_breastmri.inference.preprocess import (
 )
 from napari_breastmri.models.card import parse_card
 from napari_breastmri.models.package import save_package
+from napari_breastmri.types import Findings, Lesion, Study
 
 from .test_inference_pipeline import OBLIQUE, SAGITTAL
 from .test_models_helpers import MeanClassifier, blob_study, cls_card, threshold_package
@@ -71,6 +72,36 @@ def test_box_centre_and_index_lesion_follow_the_reading_convention() -> None:
     ]
     assert index_lesion(les).id == 2  # the largest kept, not the most confident, never a rejected one
     assert index_lesion(les[2:]) is None
+    # a suspicious curve comes before size; an unmeasured curve ranks with a persistent one
+    les[0].curve_type, les[1].curve_type = "washout", "persistent"
+    assert index_lesion(les).id == 1
+    les[0].curve_type = None
+    assert index_lesion(les).id == 2
+
+
+def _kinetic_study() -> Study:
+    """Three phases (0, 90, 400 s): a small washout blob and a four-times larger persistent one."""
+    data = np.full((3, 20, 48, 48), 0.2, np.float32)
+    data[1:, 5:9, 10:20, 30:40] = [[[[1.2]]], [[[0.9]]]]  # +500 % early, -25 % late: washout
+    data[1:, 10:18, 24:44, 4:24] = [[[[0.6]]], [[[1.0]]]]  # +200 % early, +67 % late: persistent
+    return Study(data, np.diag([3.0, 0.8, 0.8, 1.0]), [0.0, 90.0, 400.0], ["pre", "post1", "post2"])
+
+
+def test_the_index_lesion_is_the_washout_cancer_not_the_larger_persistent_mass() -> None:
+    from napari_breastmri.inference.pipeline import lesion_roi_centre
+
+    study = _kinetic_study()
+    findings = Findings(shape=study.shape, affine=study.affine)
+    findings.lesions = [
+        Lesion(id=1, bbox=[10, 24, 4, 18, 44, 24], score=0.9, volume_ml=1.6),
+        Lesion(id=2, bbox=[5, 10, 30, 9, 20, 40], score=0.8, volume_ml=0.4),
+    ]
+    centre, note = lesion_roi_centre(findings, study)
+    assert [les.curve_type for les in findings.lesions] == ["persistent", "washout"]  # now known
+    assert np.allclose(centre, box_centre_world(findings.lesions[1].bbox, study.affine))
+    assert note == "lesion 2 (the largest with a washout curve; larger lesions have less suspicious curves)"
+    findings.lesions[1].status = "rejected"
+    assert lesion_roi_centre(findings, study)[1] == "lesion 1 (the largest)"
 
 
 def test_a_region_model_without_a_lesion_says_so(tmp_path: Path) -> None:
@@ -93,6 +124,8 @@ def test_the_region_model_reads_the_largest_detected_lesion(tmp_path: Path) -> N
     assert [m.name for m in findings.models] == ["toy-seg", "toy-roi", "toy-cls"]  # the detector runs first
     largest = max(findings.lesions, key=lambda les: les.volume_ml)
     assert any(f"lesion {largest.id} (the largest)" in n for n in findings.models[1].notes)
+    # both blobs enhance the same way (two phases: early is late): the curve cannot decide
+    assert [les.curve_type for les in findings.lesions] == ["plateau", "plateau"]
     # two models of one target are both kept; the second under a key naming its model
     assert {p.model for p in findings.case_predictions.values()} == {"toy-roi@1.0", "toy-cls@1.0"}
     assert "pcr" in findings.case_predictions and "pcr@toy-cls" in findings.case_predictions
