@@ -257,9 +257,12 @@ class AnnotationSession:
             return copy.deepcopy(les)
 
     def set_box(self, lesion_id: int, bbox: Sequence[int], *, who: str | None = None) -> Lesion:
-        """Move or resize a lesion's box."""
+        """Move or resize a lesion's box.
+
+        Its curve type is cleared: it was measured on the old region, and the pipeline measures it
+        again when it is needed (the index lesion is chosen by it)."""
         box = self._check_box(bbox)
-        return self._update(lesion_id, who, lambda les: f"box {les.bbox} -> {box}", bbox=box)
+        return self._update(lesion_id, who, lambda les: f"box {les.bbox} -> {box}", bbox=box, curve_type=None)
 
     def accept(self, lesion_id: int, *, who: str | None = None) -> Lesion:
         """Accept a detection; writes a snapshot at once (work a reader confirmed is never at risk)."""

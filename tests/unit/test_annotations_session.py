@@ -47,16 +47,17 @@ def test_edits_record_provenance_and_undo_redo() -> None:
     assert s.lesion(1).provenance[-1]["who"] == "model:det@1.0"
     s.accept(1)
     s.reject(2)
-    added = s.add_box([1, 1, 1, 3, 5, 5])
+    added = s.add_box([1, 1, 1, 3, 5, 5], curve_type="washout")
     assert added.status == "added" and added.id == 3
     s.set_box(3, [1, 1, 1, 4, 6, 6])
+    assert s.lesion(3).curve_type is None  # measured on the old box: measured again when needed
     prov = s.lesion(3).provenance
     assert [p["who"] for p in prov] == ["human", "human"] and "->" in prov[-1]["what"]
     assert all({"who", "what", "when"} <= set(p) for p in prov)
     assert s.lesion(1).status == "accepted" and s.lesion(2).status == "rejected"
     # undo the move, the add, the reject
     assert s.undo().what.startswith("box")
-    assert s.lesion(3).bbox == [1, 1, 1, 3, 5, 5]
+    assert s.lesion(3).bbox == [1, 1, 1, 3, 5, 5] and s.lesion(3).curve_type == "washout"
     s.undo()
     with pytest.raises(AnnotationError):
         s.lesion(3)
