@@ -315,7 +315,11 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"Held-out phantom cases: seeds {args.seed}..{args.seed + n - 1} ({n} cases, grid {args.shape} at {args.spacing} mm). "
         f"{DEMO_LABEL}. The classifier's region: around "
-        + ("the truth index lesion" if args.classifier_region == "truth" else "the detected index lesion (index_lesion)")
+        + (
+            "the truth index lesion"
+            if args.classifier_region == "truth"
+            else "the detected index lesion (index_lesion)"
+        )
         + f"; its class target: the {'log-probability' if args.class_score == 'log_prob' else 'logit'}.",
         "",
         f"| method | {res['classifier']} (class) | {res['detector']} (lesion mask) | {res['detector']} (box) |",
