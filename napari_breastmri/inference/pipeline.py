@@ -224,8 +224,9 @@ def fill_curve_types(findings: Findings, study: Study) -> None:
     for les in findings.lesions:
         if les.curve_type is not None:
             continue
-        masked = les.label and findings.label_mask is not None
-        roi = findings.label_mask == les.label if masked else les.bbox
+        roi = findings.label_mask == les.label if les.label and findings.label_mask is not None else None
+        if roi is None or not roi.any():  # no mask, or its voxels painted over: the box
+            roi = les.bbox
         try:
             les.curve_type = curve(study, roi).curve_type
         except (BreastMRIError, ValueError):

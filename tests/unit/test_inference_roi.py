@@ -94,8 +94,9 @@ def test_the_index_lesion_is_the_washout_cancer_not_the_larger_persistent_mass()
     findings = Findings(shape=study.shape, affine=study.affine)
     findings.lesions = [
         Lesion(id=1, bbox=[10, 24, 4, 18, 44, 24], score=0.9, volume_ml=1.6),
-        Lesion(id=2, bbox=[5, 10, 30, 9, 20, 40], score=0.8, volume_ml=0.4),
+        Lesion(id=2, bbox=[5, 10, 30, 9, 20, 40], score=0.8, volume_ml=0.4, label=5),
     ]
+    findings.label_mask = np.zeros(study.shape, np.int32)  # lesion 2's voxels painted over: its box
     centre, note = lesion_roi_centre(findings, study)
     assert [les.curve_type for les in findings.lesions] == ["persistent", "washout"]  # now known
     assert np.allclose(centre, box_centre_world(findings.lesions[1].bbox, study.affine))
