@@ -132,10 +132,10 @@ if sys.argv[1] == "kept":
 from napari_breastmri.models.networks import LesionUNet
 net = LesionUNet(3, 1, (8, 16, 32, 64))
 x = torch.randn(2, 3, 32, 64, 64)
-for i in range(4):
+for i in range(8):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     net(x).sum().backward()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 """
 
 
@@ -143,16 +143,20 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 def test_kept_freed_memory_stops_the_page_faults_of_repeated_steps() -> None:
     """The same forward/backward step, repeated: with the default allocator every step faults its
-    activations in again; with freed memory kept, a step after the warm-up faults (almost) none."""
+    activations in again; with freed memory kept, the steps after a warm-up fault (almost) none.
 
-    def last_step_faults(variant: str) -> int:
+    The last four of eight steps are summed: with memory kept the warm-up took one to four steps
+    here (a single last step still faulted 6 144 times in one run of three), while the default
+    faulted 2 000-30 000 times in every step."""
+
+    def late_step_faults(variant: str) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         res = subprocess.run([sys.executable, "-c", _FAULTS_CHILD, variant], env=env, capture_output=True,
                              text=True, check=True)  # fmt: skip
-        return int(res.stdout.split()[-1])
+        return sum(int(v) for v in res.stdout.split()[-4:])
 
-    default, kept = last_step_faults("default"), last_step_faults("kept")
-    assert default > 5_000  # the activations of one step are tens of megabytes
+    default, kept = late_step_faults("default"), late_step_faults("kept")
+    assert default > 20_000  # the activations of one step are tens of megabytes
     assert kept < default / 10
 
 
