@@ -226,6 +226,16 @@ class Findings:
                 return lesion
         raise KeyError(lesion_id)
 
+    def lesion_region(self, lesion: Lesion) -> np.ndarray | list[int]:
+        """Where a lesion is, for its kinetics: its voxels in ``label_mask``, else its box.
+
+        The box when it has no mask, or when its voxels were painted over by another lesion."""
+        if self.label_mask is not None and lesion.label > 0:
+            mask = np.asarray(self.label_mask) == lesion.label
+            if mask.any():
+                return mask
+        return list(lesion.bbox)
+
 
 @dataclass
 class Progress:

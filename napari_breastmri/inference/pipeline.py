@@ -224,11 +224,8 @@ def fill_curve_types(findings: Findings, study: Study) -> None:
     for les in findings.lesions:
         if les.curve_type is not None:
             continue
-        roi = findings.label_mask == les.label if les.label and findings.label_mask is not None else None
-        if roi is None or not roi.any():  # no mask, or its voxels painted over: the box
-            roi = les.bbox
         try:
-            les.curve_type = curve(study, roi).curve_type
+            les.curve_type = curve(study, findings.lesion_region(les)).curve_type
         except (BreastMRIError, ValueError):
             continue
 

@@ -85,14 +85,6 @@ def _subtraction(study: Study) -> tuple[np.ndarray, str]:
     return sub, f"{study.phase_labels[early]} - {study.phase_labels[0]}"
 
 
-def _lesion_roi(findings: Findings, les: Lesion) -> np.ndarray | list[int]:
-    if findings.label_mask is not None and les.label > 0:
-        mask = np.asarray(findings.label_mask) == les.label
-        if mask.any():
-            return mask
-    return list(les.bbox)
-
-
 def _kinetics_for(study: Study, findings: Findings, les: Lesion) -> tuple[Any, Any, str]:
     """(curve, ftv, note): the kinetics package's curve and FTV for a lesion, or why not."""
     try:
@@ -101,7 +93,7 @@ def _kinetics_for(study: Study, findings: Findings, les: Lesion) -> tuple[Any, A
     except ImportError:
         return None, None, "kinetics package unavailable"
     try:
-        return curve(study, _lesion_roi(findings, les)), ftv(study, list(les.bbox)), ""
+        return curve(study, findings.lesion_region(les)), ftv(study, list(les.bbox)), ""
     except KineticsError as err:
         return None, None, str(err)
 
